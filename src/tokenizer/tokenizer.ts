@@ -1,0 +1,45 @@
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { FlexmemError } from '../errors.ts';
+
+/** The part of a Hugging Face tokenizer.json that flexmem reads itself. */
+interface TokenizerJson {
+  model?: { vocab?: Record<string, number> | [string, number][] };
+  added_tokens?: { id: number; content: string; special?: boolean }[];
+}
+
+/** A Hugging Face tokenizer.json, loaded with @huggingface/tokenizers. */
+export class TextTokenizer {
+  private readonly hf: HfTokenizer;
+  /** Number of distinct token ids: the model's vocabulary plus added tokens. */
+  readonly vocabSize: number;
+  /** Ids of added tokens marked special (never produced by plain text). */
+  readonly specialIds: ReadonlySet<number>;
+
+  constructor(json: unknown, config: Record<string, unknown> = {}) {
+    const tj = json as TokenizerJson;
+    if (typeof json !== 'object' || json === null || !tj.model) throw new FlexmemError('tokenizer.json: not a Hugging Face tokenizer (no "model")');
+    const ids = new Set<number>();
+    const vocab = tj.model.vocab ?? {};
+    for (const entry of Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab)) ids.add(entry);
+    for (const t of tj.added_tokens ?? []) ids.add(t.id);
+    this.vocabSize = ids.size;
+    this.specialIds = new Set((tj.added_tokens ?? []).filter((t) => t.special).map((t) => t.id));
+    try {
+      this.hf = new HfTokenizer(json as object, config);
+    } catch (error) {
+      throw new FlexmemError(`tokenizer.json: cannot load it (${(error as Error).message})`);
+    }
+  }
+
+  encode(text: string): number[] {
+    return this.hf.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.hf.decode([...ids], { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+  }
+
+  idOf(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+}
