@@ -274,7 +274,8 @@ def param_counts(m: Model):
         k = p.numel()
         if n == "model.embed_tokens.weight" or n == "lm_head.weight":
             emb += k
-        elif ".memory." in n and not any(s in n for s in (".memory.gate_proj.", ".memory.out_proj.", ".memory.post_norm.")):
+        elif ".memory." in n and not (m.config.architecture == "meki" and any(
+                s in n for s in (".memory.gate_proj.", ".memory.out_proj.", ".memory.post_norm."))):
             mem += k
         else:
             act += k

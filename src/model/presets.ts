@@ -6,7 +6,7 @@ import type { Architecture, ConfigInput } from './config.ts';
  * for `flexmem plan` and capacity planning. Where a paper does not state a dimension, the value
  * is flexmem's assumption and is marked so.
  */
-export const PRESETS: Record<string, { description: string; config: Omit<ConfigInput, 'architecture'> & { architecture?: Architecture } }> = {
+export const PRESETS: Record<string, { description: string; config: Partial<ConfigInput> }> = {
   tiny: {
     description: 'a few hundred thousand parameters, for tests',
     config: {
@@ -69,5 +69,5 @@ export function presetConfig(name: string, architecture?: Architecture): ConfigI
   if (!preset) throw new FlexmemError(`unknown preset ${JSON.stringify(name)} (expected one of ${Object.keys(PRESETS).join(', ')})`);
   const arch = architecture ?? preset.config.architecture;
   if (!arch) throw new FlexmemError(`preset ${name} needs --arch (dense, memoryllm, flex or meki)`);
-  return { ...preset.config, architecture: arch };
+  return { ...preset.config, architecture: arch } as ConfigInput;
 }

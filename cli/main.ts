@@ -1,0 +1,25 @@
+/** The `flexmem` command line: one file per command under commands/. */
+import { Command, CommanderError } from 'commander';
+import { FlexmemError } from '../src/errors.ts';
+import { registerBuild } from './commands/build.ts';
+import { registerEval } from './commands/eval.ts';
+import { registerInit } from './commands/init.ts';
+import { registerPlan } from './commands/plan.ts';
+import { registerRun } from './commands/run.ts';
+
+const program = new Command('flexmem')
+  .description('build and serve memory-decoupled language models: compute is run, knowledge is read')
+  .version('0.1.0')
+  .showHelpAfterError(false)
+  .exitOverride();
+
+for (const register of [registerInit, registerPlan, registerBuild, registerRun, registerEval]) register(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) process.exit(error.exitCode);
+  const message = error instanceof FlexmemError ? error.message : `internal error: ${(error as Error).message ?? error}`;
+  process.stderr.write(`flexmem: ${message}\n`);
+  process.exit(error instanceof FlexmemError ? 1 : 2);
+}

@@ -1,0 +1,74 @@
+/**
+ * manifest.json: the description of a bundle, the unit that is built, published and served.
+ * Every object is listed with its size and sha256; the version id is derived from the content,
+ * so building the same checkpoint twice gives the same id.
+ */
+import { z } from 'zod';
+import { FlexmemError } from '../errors.ts';
+import { parseConfig, type ModelConfig } from '../model/config.ts';
+import { sha256Hex } from '../util/sha256.ts';
+import { TABLE_DTYPES, type RowLayout } from './row-codec.ts';
+
+export const BUNDLE_FORMAT = 'flexmem-bundle/1';
+export const MANIFEST_FILE = 'manifest.json';
+
+const ObjectRefSchema = z.object({ path: z.string(), bytes: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+export type ObjectRef = z.infer<typeof ObjectRefSchema>;
+
+const ShardSchema = ObjectRefSchema.extend({ firstToken: z.number().int().nonnegative(), tokenCount: z.number().int().positive() });
+export type TableShard = z.infer<typeof ShardSchema>;
+
+const ManifestSchema = z.object({
+  format: z.literal(BUNDLE_FORMAT),
+  version: z.string(),
+  config: z.unknown(),
+  objects: z.object({ compute: ObjectRefSchema, tokenizer: ObjectRefSchema, reference: ObjectRefSchema.optional() }),
+  tables: z
+    .object({
+      layout: z.object({
+        dtype: z.enum(TABLE_DTYPES),
+        rowBytes: z.number().int().positive(),
+        rowValues: z.number().int().positive(),
+        slices: z.array(
+          z.object({
+            layer: z.number().int().nonnegative(),
+            kind: z.enum(['additive', 'gated']),
+            width: z.number().int().positive(),
+            byteOffset: z.number().int().nonnegative(),
+            valueOffset: z.number().int().nonnegative(),
+          }),
+        ),
+      }),
+      shards: z.array(ShardSchema),
+    })
+    .nullable(),
+  builtFrom: z.object({ tool: z.string() }).optional(),
+});
+
+export interface BundleManifest {
+  format: typeof BUNDLE_FORMAT;
+  version: string;
+  config: ModelConfig;
+  objects: { compute: ObjectRef; tokenizer: ObjectRef; reference?: ObjectRef };
+  /** Null for a model without memory layers. */
+  tables: { layout: RowLayout; shards: TableShard[] } | null;
+  builtFrom?: { tool: string };
+}
+
+/**
+ * The version id: a hash of everything that is served (config, row layout, served objects'
+ * hashes). The optional reference graph is an oracle, not served, so it does not change the id.
+ */
+export async function versionId(manifest: Omit<BundleManifest, 'version'>): Promise<string> {
+  const served = { format: manifest.format, config: manifest.config, compute: manifest.objects.compute, tokenizer: manifest.objects.tokenizer, tables: manifest.tables };
+  return (await sha256Hex(new TextEncoder().encode(JSON.stringify(served)))).slice(0, 20);
+}
+
+export function parseManifest(raw: unknown, source = MANIFEST_FILE): BundleManifest {
+  const parsed = ManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new FlexmemError(`${source}: not a flexmem bundle manifest (${issue.path.join('.') || 'root'}: ${issue.message})`);
+  }
+  return { ...parsed.data, config: parseConfig(parsed.data.config, `${source} config`) } as BundleManifest;
+}

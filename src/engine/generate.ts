@@ -1,0 +1,64 @@
+import { Random } from '../util/random.ts';
+import type { Decoder, StepTiming } from './decoder.ts';
+import { sampleToken, type SamplingOptions } from './sampler.ts';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxTokens: number;
+  seed: number;
+  /** Token ids that end generation (not emitted). */
+  stopTokenIds: readonly number[];
+  signal?: AbortSignal;
+  timing?: StepTiming;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+/**
+ * Autoregressive generation: one prefill step over the prompt, then one cached decode step per
+ * token. Yields each new token id; returns why it finished. Stops early when `signal` aborts.
+ */
+export async function* generateTokens(decoder: Decoder, promptIds: readonly number[], options: GenerateOptions): AsyncGenerator<number, FinishReason> {
+  const V = decoder.config.vocab_size;
+  const rng = new Random(options.seed);
+  const state = decoder.start();
+  let logits = await decoder.step(state, promptIds, options.timing);
+  let last = logits.subarray((promptIds.length - 1) * V);
+  for (let produced = 0; produced < options.maxTokens; produced++) {
+    if (options.signal?.aborted) return 'stop';
+    const next = sampleToken(last, options, rng);
+    if (options.stopTokenIds.includes(next)) return 'stop';
+    yield next;
+    if (produced + 1 === options.maxTokens || state.length + 1 > decoder.config.max_position_embeddings) break;
+    logits = await decoder.step(state, [next], options.timing);
+    last = logits;
+  }
+  return 'length';
+}
+
+/**
+ * Turns a stream of token ids into text deltas. Byte-level tokens can split a UTF-8 character,
+ * so a delta is held back while the decoded text ends in an incomplete character.
+ */
+export class TextStreamer {
+  private ids: number[] = [];
+  private emitted = 0;
+
+  constructor(private readonly decode: (ids: number[]) => string) {}
+
+  push(id: number): string {
+    this.ids.push(id);
+    const text = this.decode(this.ids);
+    if (text.endsWith('\uFFFD')) return '';
+    const delta = text.slice(this.emitted);
+    this.emitted = text.length;
+    return delta;
+  }
+
+  /** Whatever is left at the end (including an incomplete character, as decoded). */
+  flush(): string {
+    const text = this.decode(this.ids);
+    const delta = text.slice(this.emitted);
+    this.emitted = text.length;
+    return delta;
+  }
+}
