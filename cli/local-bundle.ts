@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { MANIFEST_FILE, parseManifest, type BundleManifest } from '../src/bundle/manifest.ts';
-import { TableRowSource, type RangeReader } from '../src/bundle/table-reader.ts';
+import { TableRowSource, type RangeReader, type RowSource } from '../src/bundle/table-reader.ts';
 import { Decoder } from '../src/engine/decoder.ts';
 import { FlexmemError } from '../src/errors.ts';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -28,6 +28,8 @@ export class FileRangeReader implements RangeReader {
 export interface LocalBundle {
   manifest: BundleManifest;
   tokenizer: TextTokenizer;
+  session: ort.InferenceSession;
+  rows: RowSource | null;
   decoder: Decoder;
 }
 
@@ -41,5 +43,5 @@ export async function openLocalBundle(dir: string, graph: GraphChoice = 'compute
   const tokenizer = new TextTokenizer(readJsonFile(join(dir, manifest.objects.tokenizer.path), 'tokenizer.json'));
   const session = await ort.InferenceSession.create(readFileSync(join(dir, object.path)));
   const rows = manifest.tables ? new TableRowSource(manifest.tables, new FileRangeReader(dir)) : null;
-  return { manifest, tokenizer, decoder: new Decoder(session, ort.Tensor, manifest.config, rows) };
+  return { manifest, tokenizer, session, rows, decoder: new Decoder(session, ort.Tensor, manifest.config, rows) };
 }

@@ -11,6 +11,7 @@ const program = new Command('flexmem')
   .description('build and serve memory-decoupled language models: compute is run, knowledge is read')
   .version('0.1.0')
   .showHelpAfterError(false)
+  .configureOutput({ outputError: (message, write) => write(message.replace(/^error: /, 'flexmem: ')) })
   .exitOverride();
 
 for (const register of [registerInit, registerPlan, registerBuild, registerRun, registerEval]) register(program);

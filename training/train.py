@@ -13,6 +13,9 @@ training/data/valid.txt and writes training/runs/<name>/results.json.  flex and 
 copied to models/<name>/.
 """
 import argparse, json, math, os, shutil, sys, time
+# one core only: torch.set_num_threads(1) does not reach Debian's OpenBLAS thread pool
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,12 +54,14 @@ def valid_tokens():
 
 
 @torch.no_grad()
-def evaluate(m, vids, zero_layers=(), batch=16):
+def evaluate(m, vids, zero_layers=(), batch=16, max_windows=None):
     """Perplexity on the validation stream: non-overlapping windows of CTX+1 tokens (stride CTX),
     every token after the first of each window is predicted; exp(mean NLL)."""
     m.eval()
     tables = m.memory_tables() if any(l.kind != "dense" for l in m.model.layers) else None
     n = (len(vids) - 1) // CTX
+    if max_windows:
+        n = min(n, max_windows)
     wins = np.stack([vids[i * CTX: i * CTX + CTX + 1] for i in range(n)])
     tot, cnt = 0.0, 0
     for i in range(0, n, batch):
@@ -75,7 +80,7 @@ def lr_at(step, steps, peak, warmup):
 
 
 def run(name, args, data, vids):
-    out = os.path.join(RUNS, name)
+    out = os.path.join(args.runs_dir, name)
     os.makedirs(out, exist_ok=True)
     if os.path.exists(os.path.join(out, "results.json")):
         print(f"[{name}] already done"); return
@@ -120,7 +125,7 @@ def run(name, args, data, vids):
         if step % 10 == 0 or step == args.steps:
             say(f"step {step}/{args.steps} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e} "
                 f"{elapsed + time.time() - t0:.0f}s")
-        if step % args.save_every == 0 and step < args.steps:
+        if step % args.save_every == 0 or step == args.steps:
             torch.save({"model": m.state_dict(), "opt": opt.state_dict(), "step": step,
                         "elapsed": elapsed + time.time() - t0}, sp)
     train_time = elapsed + time.time() - t0
@@ -129,7 +134,7 @@ def run(name, args, data, vids):
     # evaluate the fp16 checkpoint exactly as saved
     mf = load_checkpoint(ck)
     te = time.time()
-    ppl, ntok = evaluate(mf, vids)
+    ppl, ntok = evaluate(mf, vids, max_windows=args.eval_windows)
     res = {"name": name, "architecture": c.architecture, "config": c.to_json(), "params": pc,
            "table_bytes_fp16": table_bytes_fp16(c), "train_tokens": args.steps * args.batch * CTX,
            "steps": args.steps, "batch": args.batch, "context": CTX, "peak_lr": args.lr,
@@ -138,16 +143,20 @@ def run(name, args, data, vids):
     say(f"valid ppl {ppl:.3f} over {ntok} tokens (fp16 checkpoint)")
     mem = list(c.memory_layers)
     if mem:
+        # ablations on a fixed prefix of the validation stream (the first --ablation-windows windows)
         h = len(mem) // 2
-        abl = {}
+        nw = args.ablation_windows
+        base, na = evaluate(mf, vids, max_windows=nw)
+        abl = {"windows": nw, "tokens_scored": na, "none": {"layers": [], "valid_ppl": base}}
+        say(f"ablation subset ({na} tokens) intact ppl {base:.3f}")
         for label, zl in (("all", mem), ("first_half", mem[:h]), ("second_half", mem[h:])):
-            abl[label] = {"layers": zl, "valid_ppl": evaluate(mf, vids, zero_layers=set(zl))[0]}
+            abl[label] = {"layers": zl, "valid_ppl": evaluate(mf, vids, zero_layers=set(zl), max_windows=nw)[0]}
             say(f"memory rows zeroed in {label} {zl}: ppl {abl[label]['valid_ppl']:.3f}")
         res["ablation_rows_zero"] = abl
     res["eval_time_s"] = round(time.time() - te, 1)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=2)
-    if name in ("flex", "meki"):
+    if name in ("flex", "meki") and not args.no_copy:
         dst = os.path.join(ROOT, "models", name)
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(ck, dst)
@@ -160,10 +169,14 @@ def run(name, args, data, vids):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default=",".join(ORDER))
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--save-every", type=int, default=50)
+    ap.add_argument("--eval-windows", type=int, default=None, help="limit full eval (smoke tests only)")
+    ap.add_argument("--ablation-windows", type=int, default=256)
+    ap.add_argument("--runs-dir", default=RUNS)
+    ap.add_argument("--no-copy", action="store_true", help="do not copy flex/meki to models/")
     ap.add_argument("--bench", action="store_true", help="time 3 steps of every run and exit")
     args = ap.parse_args()
     torch.set_num_threads(1)

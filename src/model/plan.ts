@@ -49,7 +49,10 @@ export function planServing(config: ModelConfig): ServingPlan {
   };
 }
 
-const millions = (n: number) => `${Math.round(n / 1e6).toLocaleString('en-US')}M`;
+const millions = (n: number) => {
+  if (n < 1e6) return n.toLocaleString('en-US');
+  return `${Math.round(n / 1e6).toLocaleString('en-US')}M` + (n >= 1e9 ? ` (${(n / 1e9).toFixed(2)}B)` : '');
+};
 const bytes = (n: number) => {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let i = 0;

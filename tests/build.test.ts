@@ -1,0 +1,87 @@
+/** `flexmem build` output: a complete, content-addressed bundle that `flexmem run` serves. */
+import { createHash } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildBundle } from '../cli/build-bundle.ts';
+import { openLocalBundle } from '../cli/local-bundle.ts';
+import { generateTokens } from '../src/engine/generate.ts';
+import { parseManifest } from '../src/bundle/manifest.ts';
+import { encodeFloats } from '../src/tensor/dtype.ts';
+import { encodeHeader, headerLength, parseHeader } from '../src/tensor/safetensors.ts';
+import { flexmem } from './helpers/cli.ts';
+import { buildTinyBundle, tempDir, writeTinyCheckpoint } from './helpers/fixtures.ts';
+
+const dir = tempDir();
+afterAll(() => dir.remove());
+
+const readManifest = (bundle: string) => parseManifest(JSON.parse(readFileSync(join(bundle, 'manifest.json'), 'utf8')));
+
+describe('flexmem build', () => {
+  it('lists every object with its size and sha256', async () => {
+    const bundle = await buildTinyBundle(dir.path, 'meki', { shardBytes: 10_000 });
+    const manifest = readManifest(bundle);
+    const objects = [manifest.objects.compute, manifest.objects.tokenizer, manifest.objects.reference!, ...manifest.tables!.shards];
+    expect(manifest.tables!.shards.length).toBeGreaterThan(1);
+    for (const object of objects) {
+      const bytes = readFileSync(join(bundle, object.path));
+      expect(bytes.byteLength).toBe(object.bytes);
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(object.sha256);
+    }
+    const covered = manifest.tables!.shards.reduce((n, s) => n + s.tokenCount, 0);
+    expect(covered).toBe(manifest.config.vocab_size);
+  });
+
+  it('derives the version id from the content: same input, same id; other input, other id', async () => {
+    const checkpoint = join(dir.path, 'flex-checkpoint');
+    writeTinyCheckpoint(checkpoint, 'flex');
+    const options = { dtype: 'f16', reference: false, progress: false } as const;
+    const a = await buildBundle(checkpoint, join(dir.path, 'v1'), options);
+    const b = await buildBundle(checkpoint, join(dir.path, 'v2'), { ...options, reference: true });
+    const c = await buildBundle(checkpoint, join(dir.path, 'v3'), { ...options, dtype: 'int8' });
+    expect(b.version).toBe(a.version);
+    expect(c.version).not.toBe(a.version);
+  });
+
+  it('reads tensors split over several safetensors files, in f16', async () => {
+    const checkpoint = join(dir.path, 'split');
+    writeTinyCheckpoint(checkpoint, 'memoryllm');
+    const whole = readFileSync(join(checkpoint, 'model.safetensors'));
+    const n = headerLength(whole.subarray(0, 8), 'x');
+    const entries = parseHeader(whole.subarray(8, 8 + n), whole.byteLength, 'x');
+    const half = Math.ceil(entries.length / 2);
+    [entries.slice(0, half), entries.slice(half)].forEach((part, i) => {
+      // Re-encode as f16 (the data of an f32 tensor, narrowed) to cover that dtype too.
+      const f32 = part.map((e) => new Float32Array(whole.buffer.slice(whole.byteOffset + e.begin, whole.byteOffset + e.end)));
+      const body = Buffer.concat([encodeHeader(part, 'f16'), ...f32.map((values) => encodeFloats(values, 'f16'))]);
+      writeFileSync(join(checkpoint, `model-0000${i + 1}-of-00002.safetensors`), body);
+    });
+    rmSync(join(checkpoint, 'model.safetensors'));
+    const manifest = await buildBundle(checkpoint, join(dir.path, 'split-bundle'), { dtype: 'f32', reference: false, progress: false });
+    expect(manifest.tables!.shards[0].bytes).toBe(512 * 4 * 64 * 4);
+  });
+
+  it('builds a dense model without tables, and it generates', async () => {
+    const bundle = await buildTinyBundle(dir.path, 'dense');
+    expect(readManifest(bundle).tables).toBeNull();
+    const result = flexmem('run', bundle, '--prompt', 'The', '--max-tokens', '5', '--temperature', '0');
+    expect(result.status).toBe(0);
+  });
+});
+
+describe('flexmem run', () => {
+  it('streams the greedy continuation the engine produces, and is deterministic for a seed', async () => {
+    const bundle = join(dir.path, 'meki-bundle');
+    const local = await openLocalBundle(bundle);
+    const prompt = 'The President said';
+    const ids: number[] = [];
+    const options = { maxTokens: 12, temperature: 0, topK: 0, topP: 1, seed: 0, stopTokenIds: [] };
+    for await (const id of generateTokens(local.decoder, local.tokenizer.encode(prompt), options)) ids.push(id);
+    const expected = prompt + local.tokenizer.decode(ids);
+    const greedy = flexmem('run', bundle, '--prompt', prompt, '--max-tokens', '12', '--temperature', '0');
+    expect(greedy.status).toBe(0);
+    expect(greedy.stdout).toBe(expected + '\n');
+    const sampled = () => flexmem('run', bundle, '--prompt', prompt, '--max-tokens', '12', '--seed', '7').stdout;
+    expect(sampled()).toBe(sampled());
+  });
+});
