@@ -4,7 +4,8 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { MANIFEST_FILE, parseManifest, type BundleManifest } from '../src/bundle/manifest.ts';
-import { TableRowSource, type RangeReader, type RowSource } from '../src/bundle/table-reader.ts';
+import type { RangeReader, RowSource } from '../src/bundle/row-source.ts';
+import { MemoryHierarchy } from '../src/memory/memory-hierarchy.ts';
 import { Decoder } from '../src/engine/decoder.ts';
 import { FlexmemError } from '../src/errors.ts';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -42,6 +43,8 @@ export async function openLocalBundle(dir: string, graph: GraphChoice = 'compute
   if (!object) throw new FlexmemError(`bundle ${dir} has no reference graph (build it with --reference)`);
   const tokenizer = new TextTokenizer(readJsonFile(join(dir, manifest.objects.tokenizer.path), 'tokenizer.json'));
   const session = await ort.InferenceSession.create(readFileSync(join(dir, object.path)));
-  const rows = manifest.tables ? new TableRowSource(manifest.tables, new FileRangeReader(dir)) : null;
+  // The worker's memory hierarchy, over local files: no page caches, a small isolate LRU.
+  const hierarchy = new MemoryHierarchy([], { isolateBytes: 8 << 20, hotSetBytes: 0, pageBytes: 0, originConcurrency: 6 });
+  const rows = manifest.tables ? hierarchy.rowsFor(manifest.version, manifest.tables, new FileRangeReader(dir)) : null;
   return { manifest, tokenizer, session, rows, decoder: new Decoder(session, ort.Tensor, manifest.config, rows) };
 }

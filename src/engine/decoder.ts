@@ -4,7 +4,7 @@
  * passes its runtime's Tensor constructor and a session created from the bundle's graph.
  */
 import type { InferenceSession, Tensor, TensorConstructor } from 'onnxruntime-common';
-import type { RowSource } from '../bundle/table-reader.ts';
+import type { RowSource } from '../bundle/row-source.ts';
 import { FlexmemError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { GRAPH_IO } from '../model/model.ts';

@@ -1,0 +1,197 @@
+/**
+ * The memory hierarchy of ARCHITECTURE.md: rows are looked up in L0 (isolate: hot set, LRU),
+ * then L1 (Cache API pages), L2 (KV pages), and finally read from L3, the origin bucket, with
+ * neighbouring pages coalesced into one range read and at most `originConcurrency` reads in
+ * flight. Every request gets its own RowSource pinned to one bundle version, with its own stats.
+ * The CLI uses the same class over local files, with no page caches.
+ */
+import type { BundleManifest, TableShard } from '../bundle/manifest.ts';
+import { decodeRow, type RowLayout } from '../bundle/row-codec.ts';
+import type { RangeReader, RowSource } from '../bundle/row-source.ts';
+import { FlexmemError } from '../errors.ts';
+import { mapWithConcurrency } from '../util/concurrency.ts';
+import { IsolateRowCache } from './isolate-cache.ts';
+import type { PageCache } from './page-cache.ts';
+
+export type TierName = 'hot' | 'lru' | 'cache' | 'kv' | 'origin';
+export const TIER_NAMES: readonly TierName[] = ['hot', 'lru', 'cache', 'kv', 'origin'];
+
+export interface TierStats {
+  /** Distinct rows looked up, summed over the steps of a request. */
+  lookups: number;
+  /** Rows served by each tier; they add up to `lookups`. */
+  rows: Record<TierName, number>;
+  originRequests: number;
+  originBytes: number;
+}
+
+export const emptyTierStats = (): TierStats => ({ lookups: 0, rows: { hot: 0, lru: 0, cache: 0, kv: 0, origin: 0 }, originRequests: 0, originBytes: 0 });
+
+export interface HierarchyConfig {
+  /** L0 budget for hot set + LRU, in bytes. */
+  isolateBytes: number;
+  /** Part of the L0 budget given to the hot set. */
+  hotSetBytes: number;
+  /** Target size of one L1/L2 page. */
+  pageBytes: number;
+  /** Origin reads in flight at once (Workers allow six open connections per invocation). */
+  originConcurrency: number;
+}
+
+export const DEFAULT_HIERARCHY: HierarchyConfig = { isolateBytes: 32 << 20, hotSetBytes: 8 << 20, pageBytes: 32 << 10, originConcurrency: 6 };
+
+type Tables = NonNullable<BundleManifest['tables']>;
+
+interface PageRef {
+  shard: TableShard;
+  page: number;
+  key: string;
+}
+
+export class MemoryHierarchy {
+  private readonly isolate: IsolateRowCache;
+  private readonly hotLoads = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly pageCaches: PageCache[],
+    private readonly config: HierarchyConfig = DEFAULT_HIERARCHY,
+    /** Keeps background work (cache fills, hot-set loads) alive after the response: ctx.waitUntil. */
+    private readonly background: (work: Promise<unknown>) => void = () => {},
+  ) {
+    this.isolate = new IsolateRowCache(config.isolateBytes);
+  }
+
+  /** A row source for one request, pinned to `version`, whose objects `origin` reads. */
+  rowsFor(version: string, tables: Tables, origin: RangeReader, stats: TierStats = emptyTierStats()): RowSource & { stats: TierStats } {
+    this.startHotSetLoad(version, tables, origin);
+    const { layout } = tables;
+    return {
+      rowValues: layout.rowValues,
+      stats,
+      rows: async (ids) => {
+        const bytes = await this.fetchRows(version, tables, origin, ids, stats);
+        const out = new Float32Array(ids.length * layout.rowValues);
+        ids.forEach((id, i) => decodeRow(bytes.get(id)!, layout, out, i * layout.rowValues));
+        return out;
+      },
+    };
+  }
+
+  /** Drops the isolate's rows of a version that is no longer served. */
+  forget(version: string): void {
+    this.isolate.forget(version);
+    this.hotLoads.delete(version);
+  }
+
+  get isolateBytesUsed(): number {
+    return this.isolate.usedBytes;
+  }
+
+  /** Resolves when the version's hot set is in L0 (for tests and warm-up). */
+  hotSetReady(version: string): Promise<void> {
+    return this.hotLoads.get(version) ?? Promise.resolve();
+  }
+
+  private async fetchRows(version: string, tables: Tables, origin: RangeReader, ids: readonly number[], stats: TierStats): Promise<Map<number, Uint8Array>> {
+    const found = new Map<number, Uint8Array>();
+    const missing: number[] = [];
+    for (const id of new Set(ids)) {
+      stats.lookups++;
+      const hit = this.isolate.get(version, id);
+      if (hit) {
+        found.set(id, hit.bytes);
+        stats.rows[hit.tier]++;
+      } else missing.push(id);
+    }
+    if (missing.length === 0) return found;
+
+    const pages = new Map<string, { ref: PageRef; ids: number[] }>();
+    for (const id of missing) {
+      const ref = this.pageOf(version, tables, id);
+      const entry = pages.get(ref.key) ?? pages.set(ref.key, { ref, ids: [] }).get(ref.key)!;
+      entry.ids.push(id);
+    }
+    const { rowBytes } = tables.layout;
+    const rowsPerPage = this.rowsPerPage(tables.layout);
+    const fromOrigin: { ref: PageRef; ids: number[] }[] = [];
+    // One parallel wave over the page caches, then one over the origin for what they lack.
+    await Promise.all(
+      [...pages.values()].map(async (entry) => {
+        for (const cache of this.pageCaches) {
+          const page = await cache.get(entry.ref.key);
+          if (page) return this.usePage(version, entry, page, rowsPerPage, rowBytes, found, () => stats.rows[cache.tier]++);
+        }
+        fromOrigin.push(entry);
+      }),
+    );
+    if (fromOrigin.length) await this.readFromOrigin(version, tables, origin, fromOrigin, found, stats);
+    return found;
+  }
+
+  private usePage(version: string, entry: { ref: PageRef; ids: number[] }, page: Uint8Array, rowsPerPage: number, rowBytes: number, found: Map<number, Uint8Array>, count: () => void): void {
+    const first = entry.ref.shard.firstToken + entry.ref.page * rowsPerPage;
+    for (const id of entry.ids) {
+      const row = page.subarray((id - first) * rowBytes, (id - first + 1) * rowBytes);
+      if (row.byteLength !== rowBytes) throw new FlexmemError(`page ${entry.ref.key} is too short for token ${id}`);
+      found.set(id, row);
+      count();
+      this.isolate.put(version, id, row);
+    }
+  }
+
+  /** Coalesces adjacent pages of a shard into runs, reads each run with one range read. */
+  private async readFromOrigin(version: string, tables: Tables, origin: RangeReader, entries: { ref: PageRef; ids: number[] }[], found: Map<number, Uint8Array>, stats: TierStats): Promise<void> {
+    const { rowBytes } = tables.layout;
+    const rowsPerPage = this.rowsPerPage(tables.layout);
+    entries.sort((a, b) => a.ref.shard.firstToken - b.ref.shard.firstToken || a.ref.page - b.ref.page);
+    const runs: { shard: TableShard; entries: typeof entries }[] = [];
+    for (const entry of entries) {
+      const last = runs.at(-1);
+      if (last && last.shard === entry.ref.shard && last.entries.at(-1)!.ref.page + 1 === entry.ref.page) last.entries.push(entry);
+      else runs.push({ shard: entry.ref.shard, entries: [entry] });
+    }
+    await mapWithConcurrency(runs, this.config.originConcurrency, async (run) => {
+      const firstPage = run.entries[0].ref.page;
+      const offset = firstPage * rowsPerPage * rowBytes;
+      const length = Math.min(run.entries.length * rowsPerPage * rowBytes, run.shard.bytes - offset);
+      const bytes = await origin.read(run.shard.path, offset, length);
+      if (bytes.byteLength !== length) throw new FlexmemError(`memory rows missing at the origin: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
+      stats.originRequests++;
+      stats.originBytes += length;
+      for (const entry of run.entries) {
+        const start = (entry.ref.page - firstPage) * rowsPerPage * rowBytes;
+        const page = bytes.subarray(start, Math.min(start + rowsPerPage * rowBytes, bytes.byteLength));
+        this.usePage(version, entry, page, rowsPerPage, rowBytes, found, () => stats.rows.origin++);
+        const copy = page.slice();
+        for (const cache of this.pageCaches) this.background(cache.put(entry.ref.key, copy).catch(() => {}));
+      }
+    });
+  }
+
+  private rowsPerPage(layout: RowLayout): number {
+    return Math.max(1, Math.floor(this.config.pageBytes / layout.rowBytes));
+  }
+
+  private pageOf(version: string, tables: Tables, id: number): PageRef {
+    const shard = tables.shards.find((s) => id >= s.firstToken && id < s.firstToken + s.tokenCount);
+    if (!Number.isInteger(id) || !shard) throw new FlexmemError(`no memory row for token ${id}`);
+    const rowsPerPage = this.rowsPerPage(tables.layout);
+    const page = Math.floor((id - shard.firstToken) / rowsPerPage);
+    return { shard, page, key: `${version}/p${rowsPerPage}/${shard.path}/${page}` };
+  }
+
+  /** Reads the hot set (rows [0, n) of the first shard) once per version, in the background. */
+  private startHotSetLoad(version: string, tables: Tables, origin: RangeReader): void {
+    if (this.hotLoads.has(version) || this.config.hotSetBytes < tables.layout.rowBytes) return;
+    const shard = tables.shards[0];
+    const count = Math.min(shard.tokenCount, Math.floor(this.config.hotSetBytes / tables.layout.rowBytes));
+    const load = (async () => {
+      const bytes = await origin.read(shard.path, 0, count * tables.layout.rowBytes);
+      if (bytes.byteLength === count * tables.layout.rowBytes) this.isolate.setHotSet(version, tables.layout.rowBytes, bytes);
+    })().catch(() => {
+      this.hotLoads.delete(version); // a failed load is retried by a later request
+    });
+    this.hotLoads.set(version, load);
+    this.background(load);
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Where bundles live: a bucket of immutable objects plus one small pointer object per model.
+ * Implementations: an R2 binding (workers/r2-store.ts), any S3-compatible endpoint
+ * (s3-store.ts), a local folder (cli/). Keys are relative to the store's own prefix.
+ */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface ObjectStore {
+  /** The whole object, or `range` of it; null when the object does not exist. */
+  get(key: string, range?: ByteRange): Promise<Uint8Array | null>;
+  put(key: string, body: Uint8Array): Promise<void>;
+  /** Keys under `prefix`, in lexicographic order. */
+  list(prefix: string): Promise<string[]>;
+  delete(key: string): Promise<void>;
+}
+
+/**
+ * Bucket layout:
+ *   bundles/<version>/<object path>   an immutable bundle (manifest.json, compute.onnx, tables/…)
+ *   models/<model>.json               the pointer: which version a model serves now
+ */
+export const bundleKey = (version: string, path: string) => `bundles/${version}/${path}`;
+export const pointerKey = (model: string) => `models/${model}.json`;
+export const MODELS_PREFIX = 'models/';
+
+export interface ModelPointer {
+  model: string;
+  version: string;
+  updatedAt: string;
+}
+
+/** Model names are path segments: letters, digits, dot, dash, underscore. */
+export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
