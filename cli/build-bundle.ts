@@ -11,8 +11,9 @@ import * as ort from 'onnxruntime-node';
 import { BUNDLE_FORMAT, MANIFEST_FILE, versionId, type BundleManifest, type ObjectRef, type TableShard } from '../src/bundle/manifest.ts';
 import { encodeRows, rowLayout, type RowLayout, type TableDtype } from '../src/bundle/row-codec.ts';
 import { FlexmemError } from '../src/errors.ts';
-import { buildDecoderGraph, buildMemoryGraph, GRAPH_IO } from '../src/model/model.ts';
-import { readCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { GRAPH_IO } from '../src/model/graph-io.ts';
+import { buildDecoderGraph, buildMemoryGraph } from '../src/model/model.ts';
+import { readCheckpoint, readJsonFile, type Checkpoint } from './checkpoint.ts';
 
 export interface BuildOptions {
   dtype: TableDtype;
@@ -44,7 +45,8 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
       ? writeObject('reference.onnx', buildDecoderGraph(checkpoint.config, checkpoint.weights, 'computed-in-graph'))
       : undefined;
     const tables = checkpoint.config.memory_layers.length ? await writeTables(checkpoint, staging, options) : null;
-    const partial = { format: BUNDLE_FORMAT, config: checkpoint.config, objects: { compute, tokenizer, reference }, tables, builtFrom: { tool: 'flexmem 0.1.0' } } as const;
+    const chatTemplate = readChatTemplate(checkpointDir);
+    const partial = { format: BUNDLE_FORMAT, config: checkpoint.config, objects: { compute, tokenizer, reference }, tables, chatTemplate, builtFrom: { tool: 'flexmem 0.1.0' } } as const;
     const manifest: BundleManifest = { ...partial, version: await versionId(partial) };
     writeFileSync(join(staging, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
     if (existsSync(bundleDir)) throw new FlexmemError(`output folder appeared during the build: ${bundleDir}`);
@@ -54,6 +56,14 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
     rmSync(staging, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** The chat template of tokenizer_config.json, when the checkpoint has one. */
+function readChatTemplate(checkpointDir: string): string | undefined {
+  const path = join(checkpointDir, 'tokenizer_config.json');
+  if (!existsSync(path)) return undefined;
+  const template = (readJsonFile(path, 'tokenizer_config.json') as { chat_template?: unknown }).chat_template;
+  return typeof template === 'string' ? template : undefined;
 }
 
 /** Runs the memory path over the whole vocabulary in batches and streams the rows to shards. */

@@ -42,6 +42,7 @@ const ManifestSchema = z.object({
       shards: z.array(ShardSchema),
     })
     .nullable(),
+  chatTemplate: z.string().optional(),
   builtFrom: z.object({ tool: z.string() }).optional(),
 });
 
@@ -52,6 +53,8 @@ export interface BundleManifest {
   objects: { compute: ObjectRef; tokenizer: ObjectRef; reference?: ObjectRef };
   /** Null for a model without memory layers. */
   tables: { layout: RowLayout; shards: TableShard[] } | null;
+  /** The checkpoint's Jinja chat template (tokenizer_config.json), if it has one. */
+  chatTemplate?: string;
   builtFrom?: { tool: string };
 }
 
@@ -60,7 +63,7 @@ export interface BundleManifest {
  * hashes). The optional reference graph is an oracle, not served, so it does not change the id.
  */
 export async function versionId(manifest: Omit<BundleManifest, 'version'>): Promise<string> {
-  const served = { format: manifest.format, config: manifest.config, compute: manifest.objects.compute, tokenizer: manifest.objects.tokenizer, tables: manifest.tables };
+  const served = { format: manifest.format, config: manifest.config, compute: manifest.objects.compute, tokenizer: manifest.objects.tokenizer, tables: manifest.tables, chatTemplate: manifest.chatTemplate };
   return (await sha256Hex(new TextEncoder().encode(JSON.stringify(served)))).slice(0, 20);
 }
 

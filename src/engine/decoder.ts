@@ -7,13 +7,16 @@ import type { InferenceSession, Tensor, TensorConstructor } from 'onnxruntime-co
 import type { RowSource } from '../bundle/row-source.ts';
 import { FlexmemError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { GRAPH_IO } from '../model/model.ts';
+import { GRAPH_IO } from '../model/graph-io.ts';
 
 /** A sequence being decoded: its KV cache and length. */
 export interface DecoderState {
   length: number;
   past: Record<string, Tensor>;
 }
+
+/** What the decoder needs of an onnxruntime session (node or web). */
+export type StepSession = Pick<InferenceSession, 'inputNames' | 'run'>;
 
 export interface StepTiming {
   /** Time spent waiting for memory rows. */
@@ -30,7 +33,7 @@ export class Decoder {
    *   them (a dense model, or reference.onnx, which computes its memory path itself).
    */
   constructor(
-    private readonly session: InferenceSession,
+    private readonly session: StepSession,
     private readonly Tensor: TensorConstructor,
     readonly config: ModelConfig,
     private readonly rows: RowSource | null,

@@ -42,6 +42,14 @@ export const DEFAULT_HIERARCHY: HierarchyConfig = { isolateBytes: 32 << 20, hotS
 
 type Tables = NonNullable<BundleManifest['tables']>;
 
+/** What one request brings: where its bundle's bytes come from, its stats, its waitUntil. */
+interface RequestIO {
+  origin: RangeReader;
+  stats: TierStats;
+  /** Keeps background work (cache fills, hot-set loads) alive after the response: ctx.waitUntil. */
+  background: (work: Promise<unknown>) => void;
+}
+
 interface PageRef {
   shard: TableShard;
   page: number;
@@ -55,21 +63,20 @@ export class MemoryHierarchy {
   constructor(
     private readonly pageCaches: PageCache[],
     private readonly config: HierarchyConfig = DEFAULT_HIERARCHY,
-    /** Keeps background work (cache fills, hot-set loads) alive after the response: ctx.waitUntil. */
-    private readonly background: (work: Promise<unknown>) => void = () => {},
   ) {
     this.isolate = new IsolateRowCache(config.isolateBytes);
   }
 
   /** A row source for one request, pinned to `version`, whose objects `origin` reads. */
-  rowsFor(version: string, tables: Tables, origin: RangeReader, stats: TierStats = emptyTierStats()): RowSource & { stats: TierStats } {
-    this.startHotSetLoad(version, tables, origin);
+  rowsFor(version: string, tables: Tables, origin: RangeReader, stats: TierStats = emptyTierStats(), background: RequestIO['background'] = () => {}): RowSource & { stats: TierStats } {
+    const io: RequestIO = { origin, stats, background };
+    this.startHotSetLoad(version, tables, io);
     const { layout } = tables;
     return {
       rowValues: layout.rowValues,
       stats,
       rows: async (ids) => {
-        const bytes = await this.fetchRows(version, tables, origin, ids, stats);
+        const bytes = await this.fetchRows(version, tables, io, ids);
         const out = new Float32Array(ids.length * layout.rowValues);
         ids.forEach((id, i) => decodeRow(bytes.get(id)!, layout, out, i * layout.rowValues));
         return out;
@@ -92,7 +99,8 @@ export class MemoryHierarchy {
     return this.hotLoads.get(version) ?? Promise.resolve();
   }
 
-  private async fetchRows(version: string, tables: Tables, origin: RangeReader, ids: readonly number[], stats: TierStats): Promise<Map<number, Uint8Array>> {
+  private async fetchRows(version: string, tables: Tables, io: RequestIO, ids: readonly number[]): Promise<Map<number, Uint8Array>> {
+    const { stats } = io;
     const found = new Map<number, Uint8Array>();
     const missing: number[] = [];
     for (const id of new Set(ids)) {
@@ -124,7 +132,7 @@ export class MemoryHierarchy {
         fromOrigin.push(entry);
       }),
     );
-    if (fromOrigin.length) await this.readFromOrigin(version, tables, origin, fromOrigin, found, stats);
+    if (fromOrigin.length) await this.readFromOrigin(version, tables, io, fromOrigin, found);
     return found;
   }
 
@@ -140,7 +148,8 @@ export class MemoryHierarchy {
   }
 
   /** Coalesces adjacent pages of a shard into runs, reads each run with one range read. */
-  private async readFromOrigin(version: string, tables: Tables, origin: RangeReader, entries: { ref: PageRef; ids: number[] }[], found: Map<number, Uint8Array>, stats: TierStats): Promise<void> {
+  private async readFromOrigin(version: string, tables: Tables, io: RequestIO, entries: { ref: PageRef; ids: number[] }[], found: Map<number, Uint8Array>): Promise<void> {
+    const { origin, stats } = io;
     const { rowBytes } = tables.layout;
     const rowsPerPage = this.rowsPerPage(tables.layout);
     entries.sort((a, b) => a.ref.shard.firstToken - b.ref.shard.firstToken || a.ref.page - b.ref.page);
@@ -163,7 +172,7 @@ export class MemoryHierarchy {
         const page = bytes.subarray(start, Math.min(start + rowsPerPage * rowBytes, bytes.byteLength));
         this.usePage(version, entry, page, rowsPerPage, rowBytes, found, () => stats.rows.origin++);
         const copy = page.slice();
-        for (const cache of this.pageCaches) this.background(cache.put(entry.ref.key, copy).catch(() => {}));
+        for (const cache of this.pageCaches) io.background(cache.put(entry.ref.key, copy).catch(() => {}));
       }
     });
   }
@@ -181,17 +190,17 @@ export class MemoryHierarchy {
   }
 
   /** Reads the hot set (rows [0, n) of the first shard) once per version, in the background. */
-  private startHotSetLoad(version: string, tables: Tables, origin: RangeReader): void {
+  private startHotSetLoad(version: string, tables: Tables, io: RequestIO): void {
     if (this.hotLoads.has(version) || this.config.hotSetBytes < tables.layout.rowBytes) return;
     const shard = tables.shards[0];
     const count = Math.min(shard.tokenCount, Math.floor(this.config.hotSetBytes / tables.layout.rowBytes));
     const load = (async () => {
-      const bytes = await origin.read(shard.path, 0, count * tables.layout.rowBytes);
+      const bytes = await io.origin.read(shard.path, 0, count * tables.layout.rowBytes);
       if (bytes.byteLength === count * tables.layout.rowBytes) this.isolate.setHotSet(version, tables.layout.rowBytes, bytes);
     })().catch(() => {
       this.hotLoads.delete(version); // a failed load is retried by a later request
     });
     this.hotLoads.set(version, load);
-    this.background(load);
+    io.background(load);
   }
 }

@@ -21,20 +21,8 @@
  */
 import { GraphBuilder } from '../onnx/graph-builder.ts';
 import { memoryKindOf, memorySlices, rowWidth, type ModelConfig } from './config.ts';
+import { GRAPH_IO } from './graph-io.ts';
 import { checkpointTensors } from './tensors.ts';
-
-/** Names of the decoder graph's inputs and outputs (Hugging Face Optimum's convention). */
-export const GRAPH_IO = {
-  inputIds: 'input_ids',
-  positionIds: 'position_ids',
-  memoryRows: 'memory_rows',
-  pastKey: (l: number) => `past_key_values.${l}.key`,
-  pastValue: (l: number) => `past_key_values.${l}.value`,
-  logits: 'logits',
-  presentKey: (l: number) => `present.${l}.key`,
-  presentValue: (l: number) => `present.${l}.value`,
-  tokenIds: 'token_ids',
-} as const;
 
 /** Source of checkpoint tensors, already checked against checkpointTensors(config). */
 export interface WeightSource {

@@ -1,0 +1,84 @@
+/** The response objects of OpenAI's completions and chat completions APIs, plus flexmem's extension. */
+import type { FinishReason } from '../engine/generate.ts';
+import type { TierStats } from '../memory/memory-hierarchy.ts';
+
+export type Endpoint = 'text' | 'chat';
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** Where a response's time and rows went. compute_ms is everything that was not memory wait. */
+export interface TimingSummary {
+  total_ms: number;
+  memory_wait_ms: number;
+  compute_ms: number;
+  row_lookups: number;
+  rows: TierStats['rows'];
+  origin_requests: number;
+  origin_bytes: number;
+}
+
+export function timingSummary(totalMs: number, memoryWaitMs: number, stats: TierStats): TimingSummary {
+  const round = (ms: number) => Math.round(ms * 1000) / 1000;
+  return {
+    total_ms: round(totalMs),
+    memory_wait_ms: round(memoryWaitMs),
+    compute_ms: round(totalMs - memoryWaitMs),
+    row_lookups: stats.lookups,
+    rows: { ...stats.rows },
+    origin_requests: stats.originRequests,
+    origin_bytes: stats.originBytes,
+  };
+}
+
+/** The Server-Timing header of a non-streaming response. */
+export function serverTimingHeader(t: TimingSummary): string {
+  const rows = Object.entries(t.rows).map(([tier, n]) => `${tier}=${n}`).join(' ');
+  return `total;dur=${t.total_ms}, memory;dur=${t.memory_wait_ms}, compute;dur=${t.compute_ms}, rows;desc="${rows} origin_requests=${t.origin_requests} origin_bytes=${t.origin_bytes}"`;
+}
+
+export interface ResponseContext {
+  endpoint: Endpoint;
+  id: string;
+  created: number;
+  model: string;
+  version: string;
+}
+
+const base = (r: ResponseContext, object: string) => ({
+  id: r.id,
+  object,
+  created: r.created,
+  model: r.model,
+  system_fingerprint: `flexmem-${r.version}`,
+});
+
+const chunkObject = (r: ResponseContext) => (r.endpoint === 'chat' ? 'chat.completion.chunk' : 'text_completion');
+
+/** A streamed chunk. Chat: the first delta names the role, the last is empty with the finish reason. */
+function chunk(r: ResponseContext, delta: Record<string, string>, text: string, finishReason: FinishReason | null, extra: object): object {
+  const choice = r.endpoint === 'chat' ? { index: 0, delta, logprobs: null, finish_reason: finishReason } : { index: 0, text, logprobs: null, finish_reason: finishReason };
+  return { ...base(r, chunkObject(r)), choices: [choice], ...extra };
+}
+
+/** The first chunk: it carries the bundle version the whole response uses. */
+export const startChunk = (r: ResponseContext) => chunk(r, { role: 'assistant', content: '' }, '', null, { flexmem: { bundle_version: r.version } });
+export const deltaChunk = (r: ResponseContext, text: string) => chunk(r, { content: text }, text, null, {});
+/** The last chunk with choices: the finish reason and the timing summary. */
+export const finishChunk = (r: ResponseContext, finishReason: FinishReason, timing: TimingSummary) =>
+  chunk(r, {}, '', finishReason, { flexmem: { bundle_version: r.version, timing } });
+
+export function usageChunk(r: ResponseContext, usage: Usage): object {
+  return { ...base(r, chunkObject(r)), choices: [], usage };
+}
+
+export function completeResponse(r: ResponseContext, text: string, finishReason: FinishReason, usage: Usage, timing: TimingSummary): object {
+  const choice =
+    r.endpoint === 'chat'
+      ? { index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason }
+      : { index: 0, text, logprobs: null, finish_reason: finishReason };
+  return { ...base(r, r.endpoint === 'chat' ? 'chat.completion' : 'text_completion'), choices: [choice], usage, flexmem: { bundle_version: r.version, timing } };
+}

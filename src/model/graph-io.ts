@@ -1,0 +1,12 @@
+/** Names of the decoder graph's inputs and outputs (Hugging Face Optimum's convention). */
+export const GRAPH_IO = {
+  inputIds: 'input_ids',
+  positionIds: 'position_ids',
+  memoryRows: 'memory_rows',
+  pastKey: (l: number) => `past_key_values.${l}.key`,
+  pastValue: (l: number) => `past_key_values.${l}.value`,
+  logits: 'logits',
+  presentKey: (l: number) => `present.${l}.key`,
+  presentValue: (l: number) => `present.${l}.value`,
+  tokenIds: 'token_ids',
+} as const;

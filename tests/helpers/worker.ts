@@ -1,0 +1,50 @@
+/** The real worker (as wrangler bundles it) in real workerd through Miniflare, with local R2. */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Miniflare } from 'miniflare';
+import { inject } from 'vitest';
+import type { ByteRange, ObjectStore } from '../../src/storage/object-store.ts';
+
+export interface WorkerOptions {
+  vars?: Record<string, string>;
+  kv?: boolean;
+}
+
+export interface RunningWorker {
+  url: string;
+  mf: Miniflare;
+  /** The BUNDLES bucket, as an ObjectStore. */
+  bucket: ObjectStore;
+  dispose(): Promise<void>;
+}
+
+export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
+  const dir = inject('workerDir');
+  const files = readdirSync(dir);
+  const mf = new Miniflare({
+    // Listed explicitly: Miniflare's module scan trips on onnxruntime-web's dynamic import().
+    modules: [
+      { type: 'ESModule', path: join(dir, files.find((f) => f.endsWith('.js'))!) },
+      ...files.filter((f) => f.endsWith('.wasm')).map((f) => ({ type: 'CompiledWasm' as const, path: join(dir, f) })),
+    ],
+    compatibilityDate: '2026-04-20',
+    r2Buckets: { BUNDLES: 'flexmem-bundles' },
+    kvNamespaces: options.kv ? ['ROWS_KV'] : [],
+    bindings: { POINTER_TTL_SECONDS: '1', ...options.vars },
+    port: 0,
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const r2 = await mf.getR2Bucket('BUNDLES');
+  const bucket: ObjectStore = {
+    get: async (key: string, range?: ByteRange) => {
+      const object = await r2.get(key, range ? { range } : undefined);
+      return object ? new Uint8Array(await object.arrayBuffer()) : null;
+    },
+    put: async (key: string, body: Uint8Array) => {
+      await r2.put(key, body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer);
+    },
+    list: async (prefix: string) => (await r2.list({ prefix })).objects.map((o) => o.key),
+    delete: async (key: string) => r2.delete(key),
+  };
+  return { url, mf, bucket, dispose: () => mf.dispose() };
+}

@@ -1,0 +1,74 @@
+/** The worker's bindings and settings (wrangler.toml [vars], secrets), parsed once per isolate. */
+import { FlexmemError } from '../src/errors.ts';
+import { DEFAULT_HIERARCHY, type HierarchyConfig } from '../src/memory/memory-hierarchy.ts';
+import type { ObjectStore } from '../src/storage/object-store.ts';
+import { S3Store } from '../src/storage/s3-store.ts';
+import { R2Store } from './r2-store.ts';
+
+export interface Env {
+  /** L3 origin when ORIGIN is "r2" (the default). */
+  BUNDLES?: R2Bucket;
+  /** Optional L2 tier. */
+  ROWS_KV?: KVNamespace;
+  ORIGIN?: string;
+  /** Key prefix of the bundles in the bucket. */
+  STORE_PREFIX?: string;
+  S3_ENDPOINT?: string;
+  S3_BUCKET?: string;
+  S3_REGION?: string;
+  S3_ACCESS_KEY_ID?: string;
+  S3_SECRET_ACCESS_KEY?: string;
+  POINTER_TTL_SECONDS?: string;
+  ISOLATE_CACHE_BYTES?: string;
+  HOT_SET_BYTES?: string;
+  PAGE_BYTES?: string;
+  /** "false" turns the Cache API tier off (benchmarks of the cold path). */
+  USE_CACHE_API?: string;
+  MAX_BODY_BYTES?: string;
+  DEFAULT_MAX_TOKENS?: string;
+}
+
+export interface Settings {
+  pointerTtlMs: number;
+  hierarchy: HierarchyConfig;
+  useCacheApi: boolean;
+  maxBodyBytes: number;
+  defaultMaxTokens: number;
+}
+
+function number(env: Env, key: keyof Env, fallback: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new FlexmemError(`setting ${key} must be a non-negative number, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+export function readSettings(env: Env): Settings {
+  return {
+    pointerTtlMs: number(env, 'POINTER_TTL_SECONDS', 5) * 1000,
+    hierarchy: {
+      isolateBytes: number(env, 'ISOLATE_CACHE_BYTES', DEFAULT_HIERARCHY.isolateBytes),
+      hotSetBytes: number(env, 'HOT_SET_BYTES', DEFAULT_HIERARCHY.hotSetBytes),
+      pageBytes: number(env, 'PAGE_BYTES', DEFAULT_HIERARCHY.pageBytes),
+      originConcurrency: DEFAULT_HIERARCHY.originConcurrency,
+    },
+    useCacheApi: env.USE_CACHE_API !== 'false',
+    maxBodyBytes: number(env, 'MAX_BODY_BYTES', 1 << 20),
+    defaultMaxTokens: number(env, 'DEFAULT_MAX_TOKENS', 256),
+  };
+}
+
+/** The origin bucket: the R2 binding, or an S3-compatible endpoint given by secrets. */
+export function originStore(env: Env): ObjectStore {
+  const prefix = env.STORE_PREFIX ?? '';
+  if ((env.ORIGIN ?? 'r2') === 's3') {
+    const { S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY } = env;
+    if (!S3_ENDPOINT || !S3_BUCKET || !S3_ACCESS_KEY_ID || !S3_SECRET_ACCESS_KEY) {
+      throw new FlexmemError('ORIGIN is s3 but S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY_ID or S3_SECRET_ACCESS_KEY is not set');
+    }
+    return new S3Store({ endpoint: S3_ENDPOINT, bucket: S3_BUCKET, region: env.S3_REGION, accessKeyId: S3_ACCESS_KEY_ID, secretAccessKey: S3_SECRET_ACCESS_KEY, prefix });
+  }
+  if (!env.BUNDLES) throw new FlexmemError('no BUNDLES R2 binding (or set ORIGIN = "s3")');
+  return new R2Store(env.BUNDLES, prefix);
+}
