@@ -101,7 +101,6 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
     throw new ApiError(400, `This model's maximum context length is ${context} tokens. However, you requested ${promptIds.length + request.max_tokens} tokens (${promptIds.length} in the prompt, ${request.max_tokens} for the completion).`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
   }
   const abort = new AbortController();
-  raw.signal?.addEventListener('abort', () => abort.abort());
   const requestStops = request.stop === undefined || request.stop === null ? [] : typeof request.stop === 'string' ? [request.stop] : request.stop;
   const params: GenerationParams = {
     promptIds,
@@ -119,6 +118,12 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
   const r: ResponseContext = { endpoint, id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: request.model, version: bundle.version };
   const usage = (completionTokens: number) => ({ prompt_tokens: promptIds.length, completion_tokens: completionTokens, total_tokens: promptIds.length + completionTokens });
   const summary = () => timingSummary(serving.clock() - started, timing.memoryMs, stats);
+  // A client that goes away ends the generation, whether it is computing or waiting to be read.
+  const stop = () => {
+    abort.abort();
+    return text.return({ finishReason: 'stop', completionTokens: 0 });
+  };
+  raw.signal?.addEventListener('abort', () => void stop());
 
   if (!request.stream) {
     let output = '';
@@ -156,8 +161,7 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
         }
       },
       async cancel() {
-        abort.abort();
-        await text.return({ finishReason: 'stop', completionTokens: 0 });
+        await stop();
       },
     },
     { highWaterMark: 0 },

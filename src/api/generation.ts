@@ -32,6 +32,13 @@ export class GenerationCounters {
   cancelled = 0;
 }
 
+/**
+ * A decode step awaits only microtasks (the wasm session resolves at once), so without this a
+ * generation would hold the isolate until it ends: chunks would not flush, a disconnect would
+ * not be noticed and other requests would wait. One macrotask per token lets them in.
+ */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 export async function* generateText(
   bundle: LoadedBundle,
   rows: RowSource | null,
@@ -47,7 +54,18 @@ export async function* generateText(
   const stops = new StopSequences(params.stop);
   let completionTokens = 0;
   let finishReason: FinishReason = 'length';
+  // Released once: at the end, or as soon as the client goes away. After a disconnect workerd
+  // cancels the request's I/O context, so a generation parked on a timer never runs again
+  // (no compute burns) and its finally block may never run either.
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    counters.active--;
+    if (params.signal?.aborted) counters.cancelled++;
+  };
   counters.active++;
+  params.signal?.addEventListener('abort', release);
   try {
     const tokens = generateTokens(decoder, params.promptIds, { ...params, stopTokenIds: eos === undefined ? [] : [eos], timing });
     while (true) {
@@ -58,6 +76,7 @@ export async function* generateText(
       }
       completionTokens++;
       counters.tokensGenerated++;
+      await yieldToEventLoop();
       const text = stops.push(streamer.push(next.value));
       if (text) yield text;
       if (stops.stopped) {
@@ -69,7 +88,6 @@ export async function* generateText(
     if (rest) yield rest;
     return { finishReason: stops.stopped ? 'stop' : finishReason, completionTokens };
   } finally {
-    counters.active--;
-    if (params.signal?.aborted) counters.cancelled++;
+    release();
   }
 }

@@ -48,12 +48,12 @@ export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 
 /** Parses a body against a schema; throws the 400 OpenAI would send for the first bad field. */
 export function parseRequest<T>(schema: z.ZodType<T>, body: unknown): T {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'The request body must be a JSON object.');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'The request body must be a JSON object.', 'invalid_request_error', null, 'invalid_body');
   const parsed = schema.safeParse(body);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   const param = issue.path.join('.') || null;
-  const missing = issue.code === 'invalid_type' && issue.input === undefined;
+  const missing = !parsedPathExists(body, issue.path);
   throw new ApiError(400, missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param}': ${issue.message}.`, 'invalid_request_error', param, missing ? 'missing_required_parameter' : 'invalid_value');
 }
 
@@ -66,4 +66,13 @@ export function refuseUnsupported(request: CompletionRequest | ChatRequest): voi
   if (request.presence_penalty) refuse('presence_penalty', 'presence_penalty is not supported; send 0 or omit it.');
   if (request.frequency_penalty) refuse('frequency_penalty', 'frequency_penalty is not supported; send 0 or omit it.');
   if ('echo' in request && request.echo) refuse('echo', 'echo is not supported.');
+}
+
+function parsedPathExists(body: unknown, path: PropertyKey[]): boolean {
+  let node: unknown = body;
+  for (const key of path) {
+    if (typeof node !== 'object' || node === null || !(key in node)) return false;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return true;
 }

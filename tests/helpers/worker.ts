@@ -1,5 +1,6 @@
 /** The real worker (as wrangler bundles it) in real workerd through Miniflare, with local R2. */
 import { readdirSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
 import { inject } from 'vitest';
@@ -27,7 +28,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       { type: 'ESModule', path: join(dir, files.find((f) => f.endsWith('.js'))!) },
       ...files.filter((f) => f.endsWith('.wasm')).map((f) => ({ type: 'CompiledWasm' as const, path: join(dir, f) })),
     ],
+    modulesRoot: dir,
     compatibilityDate: '2026-04-20',
+    compatibilityFlags: ['enable_request_signal'],
     r2Buckets: { BUNDLES: 'flexmem-bundles' },
     kvNamespaces: options.kv ? ['ROWS_KV'] : [],
     bindings: { POINTER_TTL_SECONDS: '1', ...options.vars },
@@ -47,4 +50,38 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     delete: async (key: string) => r2.delete(key),
   };
   return { url, mf, bucket, dispose: () => mf.dispose() };
+}
+
+/** Uploads a local bundle to the worker's bucket and points `model` at it. */
+export async function serveBundle(worker: RunningWorker, bundleDir: string, model: string): Promise<string> {
+  const { uploadBundle, setPointer } = await import('../../cli/publish.ts');
+  const manifest = await uploadBundle(worker.bucket, bundleDir);
+  await setPointer(worker.bucket, model, manifest.version);
+  return manifest.version;
+}
+
+export function post(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
+}
+
+/**
+ * Opens a streaming request on a raw socket, reads `events` SSE events, then destroys the socket:
+ * a real client disconnect (fetch's AbortController may leave the connection open).
+ */
+export function streamThenDisconnect(url: string, body: unknown, events: number): Promise<void> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (response) => {
+      let seen = '';
+      response.on('data', (chunk: Buffer) => {
+        seen += chunk.toString();
+        if (seen.split('\n\n').length > events) {
+          request.destroy();
+          resolve();
+        }
+      });
+    });
+    request.on('error', reject);
+    request.end(JSON.stringify(body));
+  });
 }

@@ -1,0 +1,170 @@
+/** The OpenAI-compatible API of the real worker, in real workerd (Miniflare), over local R2. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { flexmem } from './helpers/cli.ts';
+import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
+import { readAllEvents, sseEvents } from './helpers/sse.ts';
+import { post, serveBundle, startWorker, streamThenDisconnect, type RunningWorker } from './helpers/worker.ts';
+
+const MODEL = 'tiny-meki';
+const dir = tempDir();
+let worker: RunningWorker;
+let bundle: string;
+let version: string;
+
+beforeAll(async () => {
+  bundle = await buildTinyBundle(dir.path, 'meki', { reference: false });
+  worker = await startWorker({ vars: { HOT_SET_BYTES: '0' } });
+  version = await serveBundle(worker, bundle, MODEL);
+});
+afterAll(async () => {
+  await worker?.dispose();
+  dir.remove();
+});
+
+const health = async () => (await fetch(`${worker.url}/health`)).json() as Promise<{ active_generations: number; tokens_generated: number; cancelled_generations: number }>;
+
+describe('serving', () => {
+  it('lists the model and the bundle version it serves', async () => {
+    const body = await (await fetch(`${worker.url}/v1/models`)).json();
+    expect(body.data).toEqual([expect.objectContaining({ id: MODEL, object: 'model', bundle_version: version })]);
+    expect((await fetch(`${worker.url}/health`)).status).toBe(200);
+  });
+
+  it('answers greedy completions token for token as `flexmem run` does on the same bundle', async () => {
+    const prompt = 'The President said';
+    const response = await post(`${worker.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 24, temperature: 0 });
+    expect(response.status).toBe(200);
+    const body = await response.json();
+    const cli = flexmem('run', bundle, '--prompt', prompt, '--max-tokens', '24', '--temperature', '0');
+    expect(cli.stdout).toBe(prompt + body.choices[0].text + '\n');
+    expect(body.usage).toEqual({ prompt_tokens: expect.any(Number), completion_tokens: 24, total_tokens: body.usage.prompt_tokens + 24 });
+    expect(body.object).toBe('text_completion');
+    expect(response.headers.get('x-flexmem-bundle-version')).toBe(version);
+  });
+
+  it('gives the same sampled output for the same seed', async () => {
+    const ask = async (seed: number) => (await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'We hold', max_tokens: 16, temperature: 1, seed })).json()).choices[0].text;
+    expect(await ask(11)).toBe(await ask(11));
+    expect(await ask(11)).not.toBe(await ask(12));
+  });
+
+  it('streams a chat completion in OpenAI chunks: role first, deltas, finish with timing, usage, [DONE]', async () => {
+    const response = await post(`${worker.url}/v1/chat/completions`, {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hello there' }],
+      max_tokens: 8,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(response.headers.get('x-flexmem-bundle-version')).toBe(version);
+    const events = await readAllEvents(response);
+    expect(events.at(-1)).toBe('[DONE]');
+    const chunks = events.slice(0, -1) as Record<string, any>[];
+    expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id)).toBe(true);
+    expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant', content: '' });
+    expect(chunks[0].flexmem.bundle_version).toBe(version);
+    const finish = chunks.find((c) => c.choices[0]?.finish_reason)!;
+    expect(finish.choices[0].finish_reason).toMatch(/^(length|stop)$/);
+    expect(finish.flexmem.timing.total_ms).toBeGreaterThanOrEqual(0);
+    const usage = chunks.at(-1)!;
+    expect(usage.choices).toEqual([]);
+    expect(usage.usage.completion_tokens).toBeGreaterThan(0);
+    // The streamed text equals the non-streamed text for the same greedy request.
+    const streamed = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    const whole = await (await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'Hello there' }], max_tokens: 8, temperature: 0 })).json();
+    expect(whole.object).toBe('chat.completion');
+    expect(whole.choices[0].message).toEqual({ role: 'assistant', content: streamed, refusal: null });
+  });
+
+  it('streams completions too', async () => {
+    const events = await readAllEvents(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 4, temperature: 0, stream: true }));
+    const chunks = events.slice(0, -1) as Record<string, any>[];
+    expect(chunks.every((c) => c.object === 'text_completion')).toBe(true);
+    expect(chunks.at(-1)!.choices[0].finish_reason).toBe('length');
+  });
+
+  it('delivers the first token while generation is still running (not a buffered body)', async () => {
+    const response = await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 60, temperature: 0, stream: true });
+    const events = sseEvents(response);
+    await events.next(); // start chunk
+    const first = JSON.parse((await events.next()).value as string);
+    expect(first.choices[0].finish_reason).toBeNull();
+    expect((await health()).active_generations).toBe(1);
+    let rest = 0;
+    for await (const _ of events) rest++;
+    expect(rest).toBeGreaterThan(1);
+  });
+
+  it('cuts the text at a stop string, which is not emitted', async () => {
+    const full = (await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The President said', max_tokens: 24, temperature: 0 })).json()).choices[0].text as string;
+    const stop = full.slice(6, 9);
+    const body = await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The President said', max_tokens: 24, temperature: 0, stop: [stop] })).json();
+    expect(body.choices[0].text).toBe(full.slice(0, full.indexOf(stop)));
+    expect(body.choices[0].finish_reason).toBe('stop');
+  });
+
+  it('stops generating when the client disconnects', async () => {
+    const before = await health();
+    await streamThenDisconnect(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 100, temperature: 0, stream: true }, 2);
+    let after = await health();
+    for (let i = 0; i < 100 && after.active_generations > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      after = await health();
+    }
+    expect(after.active_generations).toBe(0);
+    expect(after.cancelled_generations).toBe(before.cancelled_generations + 1);
+    expect(after.tokens_generated - before.tokens_generated).toBeLessThan(100);
+    // No compute keeps burning: the token count stands still.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await health()).tokens_generated).toBe(after.tokens_generated);
+  });
+});
+
+describe('memory tiers', () => {
+  it('serves a repeated request without origin reads, and the timing summary adds up', async () => {
+    // A fresh isolate (no hot set), so the first request must go to the origin.
+    const fresh = await startWorker({ vars: { HOT_SET_BYTES: '0' } });
+    await serveBundle(fresh, bundle, MODEL);
+    const request = { model: MODEL, prompt: 'Farmers came in from the country, clerks left their desks', max_tokens: 6, temperature: 0 };
+    const first = await (await post(`${fresh.url}/v1/completions`, request)).json();
+    const second = await post(`${fresh.url}/v1/completions`, request);
+    const secondBody = await second.json();
+    await fresh.dispose();
+    const t1 = first.flexmem.timing;
+    const t2 = secondBody.flexmem.timing;
+    expect(t1.rows.origin).toBeGreaterThan(0);
+    expect(t1.origin_requests).toBeGreaterThan(0);
+    expect(t2.rows.origin).toBe(0);
+    expect(t2.origin_requests).toBe(0);
+    for (const t of [t1, t2]) {
+      expect(Object.values(t.rows as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(t.row_lookups);
+      expect(t.compute_ms + t.memory_wait_ms).toBeCloseTo(t.total_ms, 6);
+    }
+    expect(second.headers.get('server-timing')).toMatch(/total;dur=[\d.]+, memory;dur=[\d.]+, compute;dur=[\d.]+, rows;desc="hot=\d+ lru=\d+ cache=\d+ kv=0 origin=0/);
+    expect(secondBody.choices[0].text).toBe(first.choices[0].text);
+  });
+});
+
+describe('errors, in OpenAI shape', () => {
+  const expectError = async (response: Response, status: number, param: string | null, message: RegExp) => {
+    expect(response.status).toBe(status);
+    const body = await response.json();
+    expect(body).toEqual({ error: { message: expect.stringMatching(message), type: expect.any(String), param, code: expect.anything() } });
+  };
+
+  it('bad JSON', async () => expectError(await post(`${worker.url}/v1/completions`, '{"model":'), 400, null, /could not parse the JSON/));
+  it('not an object', async () => expectError(await post(`${worker.url}/v1/completions`, '[1]'), 400, null, /must be a JSON object/));
+  it('missing prompt', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL }), 400, 'prompt', /Missing required parameter: 'prompt'/));
+  it('unknown model', async () => expectError(await post(`${worker.url}/v1/completions`, { model: 'gpt-9', prompt: 'x' }), 404, 'model', /The model `gpt-9` does not exist/));
+  it('temperature out of range', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', temperature: 5 }), 400, 'temperature', /Invalid value for 'temperature'/));
+  it('top_p out of range', async () => expectError(await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'x' }], top_p: 0 }), 400, 'top_p', /top_p/));
+  it('n other than 1', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', n: 2 }), 400, 'n', /Only n=1 is supported/));
+  it('empty messages', async () => expectError(await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [] }), 400, 'messages', /at least one message/));
+  it('a prompt longer than the context', async () =>
+    expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'the people of the United States '.repeat(40) }), 400, 'prompt', /maximum context length is 128 tokens/));
+  it('max_tokens beyond the context', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 1000 }), 400, 'max_tokens', /maximum context length/));
+  it('an oversized body', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x'.repeat(2 << 20) }), 413, null, /exceeds the limit/));
+  it('an unknown route', async () => expectError(await fetch(`${worker.url}/v2/engines`), 404, null, /Unknown route: GET \/v2\/engines/));
+});
