@@ -1,0 +1,84 @@
+/**
+ * `npm start`: builds the embedded demo bundles if they are missing, seeds the local R2 bucket
+ * that `wrangler dev` uses, starts the worker on localhost and prints a curl to try.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Miniflare } from 'miniflare';
+import { buildBundle } from '../cli/build-bundle.ts';
+import { setPointer, uploadBundle } from '../cli/publish.ts';
+import { writeRandomCheckpoint } from '../cli/random-checkpoint.ts';
+import { pointerKey, type ByteRange, type ObjectStore } from '../src/storage/object-store.ts';
+
+const PORT = Number(process.env.PORT ?? 8787);
+const WORK = '.flexmem';
+/** Where wrangler dev keeps local state (its default), so the seeded bucket is the one it serves. */
+const PERSIST = '.wrangler/state/v3';
+const BUCKET = 'flexmem-bundles';
+
+/** The demo checkpoints: the trained ones under models/, or a random tiny one until they exist. */
+function demoCheckpoints(): { model: string; checkpoint: string }[] {
+  const trained = existsSync('models') ? readdirSync('models').filter((name) => existsSync(join('models', name, 'config.json'))) : [];
+  if (trained.length) return trained.map((name) => ({ model: name, checkpoint: join('models', name) }));
+  const checkpoint = join(WORK, 'checkpoints', 'tiny-random');
+  if (!existsSync(join(checkpoint, 'config.json'))) writeRandomCheckpoint(checkpoint, { preset: 'tiny', arch: 'flex', seed: 0, dtype: 'f32' });
+  return [{ model: 'tiny-random', checkpoint }];
+}
+
+async function seedLocalBucket(bundles: { model: string; dir: string }[]): Promise<void> {
+  const mf = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(); } }', r2Buckets: { BUNDLES: BUCKET }, defaultPersistRoot: PERSIST });
+  try {
+    const r2 = await mf.getR2Bucket('BUNDLES');
+    const store: ObjectStore = {
+      get: async (key: string, range?: ByteRange) => {
+        const object = await r2.get(key, range ? { range } : undefined);
+        return object ? new Uint8Array(await object.arrayBuffer()) : null;
+      },
+      put: async (key: string, body: Uint8Array) => void (await r2.put(key, body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer)),
+      list: async (prefix: string) => (await r2.list({ prefix })).objects.map((o) => o.key),
+      delete: async (key: string) => r2.delete(key),
+    };
+    for (const { model, dir } of bundles) {
+      const manifest = await uploadBundle(store, dir);
+      const current = await store.get(pointerKey(model));
+      if (!current || JSON.parse(new TextDecoder().decode(current)).version !== manifest.version) await setPointer(store, model, manifest.version);
+      console.log(`seeded ${model} -> bundle ${manifest.version}`);
+    }
+  } finally {
+    await mf.dispose();
+  }
+}
+
+/** Names, sizes and times of a checkpoint's files: a changed checkpoint gets a fresh bundle. */
+const signature = (checkpoint: string) =>
+  JSON.stringify(readdirSync(checkpoint).sort().map((f) => [f, statSync(join(checkpoint, f)).size, statSync(join(checkpoint, f)).mtimeMs]));
+
+const bundles: { model: string; dir: string }[] = [];
+for (const { model, checkpoint } of demoCheckpoints()) {
+  const dir = join(WORK, 'bundles', model);
+  const source = `${dir}.source.json`;
+  const fresh = existsSync(join(dir, 'manifest.json')) && existsSync(source) && readFileSync(source, 'utf8') === signature(checkpoint);
+  if (!fresh) {
+    console.log(`building ${model} from ${checkpoint} ...`);
+    rmSync(dir, { recursive: true, force: true });
+    await buildBundle(checkpoint, dir, { dtype: 'f16', reference: false, progress: process.stderr.isTTY });
+    writeFileSync(source, signature(checkpoint));
+  }
+  bundles.push({ model, dir });
+}
+await seedLocalBucket(bundles);
+
+const wrangler = spawn('npx', ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(PORT), '--persist-to', '.wrangler/state'], { stdio: ['inherit', 'pipe', 'inherit'] });
+let announced = false;
+wrangler.stdout.on('data', (chunk: Buffer) => {
+  process.stdout.write(chunk);
+  if (!announced && /Ready on/.test(chunk.toString())) {
+    announced = true;
+    const model = bundles[0].model;
+    console.log(`\nflexmem is serving ${bundles.map((b) => b.model).join(', ')} on http://127.0.0.1:${PORT}. Try:\n`);
+    console.log(`curl -N http://127.0.0.1:${PORT}/v1/chat/completions -H 'content-type: application/json' \\\n  -d '{"model": "${model}", "stream": true, "max_tokens": 60, "messages": [{"role": "user", "content": "Tell me about the Congress."}]}'\n`);
+  }
+});
+wrangler.on('exit', (code) => process.exit(code ?? 0));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => wrangler.kill(signal));
