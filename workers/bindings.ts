@@ -2,6 +2,7 @@
 import { FlexmemError } from '../src/errors.ts';
 import { DEFAULT_HIERARCHY, type HierarchyConfig } from '../src/memory/memory-hierarchy.ts';
 import type { ObjectStore } from '../src/storage/object-store.ts';
+import { DelayedStore } from '../src/storage/delayed-store.ts';
 import { S3Store } from '../src/storage/s3-store.ts';
 import { R2Store } from './r2-store.ts';
 
@@ -25,6 +26,8 @@ export interface Env {
   /** "false" turns the Cache API tier off (benchmarks of the cold path). */
   USE_CACHE_API?: string;
   MAX_BODY_BYTES?: string;
+  /** Added latency per origin read, for benchmarks of a far-away bucket. */
+  ORIGIN_LATENCY_MS?: string;
   DEFAULT_MAX_TOKENS?: string;
 }
 
@@ -61,6 +64,12 @@ export function readSettings(env: Env): Settings {
 
 /** The origin bucket: the R2 binding, or an S3-compatible endpoint given by secrets. */
 export function originStore(env: Env): ObjectStore {
+  const latency = number(env, 'ORIGIN_LATENCY_MS', 0);
+  const store = bucketStore(env);
+  return latency > 0 ? new DelayedStore(store, latency) : store;
+}
+
+function bucketStore(env: Env): ObjectStore {
   const prefix = env.STORE_PREFIX ?? '';
   if ((env.ORIGIN ?? 'r2') === 's3') {
     const { S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY } = env;
