@@ -6,6 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { MANIFEST_FILE, parseManifest, type BundleManifest } from '../src/bundle/manifest.ts';
 import type { RangeReader, RowSource } from '../src/bundle/row-source.ts';
 import { MemoryHierarchy } from '../src/memory/memory-hierarchy.ts';
+import type { BundleObject } from '../src/storage/object-store.ts';
 import { Decoder } from '../src/engine/decoder.ts';
 import { FlexmemError } from '../src/errors.ts';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -14,8 +15,9 @@ import { readJsonFile } from './checkpoint.ts';
 export class FileRangeReader implements RangeReader {
   constructor(private readonly root: string) {}
 
-  async read(path: string, offset: number, length: number): Promise<Uint8Array> {
-    const file = await open(join(this.root, path), 'r');
+  async read(object: BundleObject, offset: number, length: number): Promise<Uint8Array> {
+    if (object.from) throw new FlexmemError(`${object.path} belongs to version ${object.from}, which is not in this folder (a patch is served from a store)`);
+    const file = await open(join(this.root, object.path), 'r');
     try {
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await file.read(buffer, 0, length, offset);

@@ -142,7 +142,7 @@ describe('memory tiers', () => {
       expect(Object.values(t.rows as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(t.row_lookups);
       expect(t.compute_ms + t.memory_wait_ms).toBeCloseTo(t.total_ms, 6);
     }
-    expect(second.headers.get('server-timing')).toMatch(/total;dur=[\d.]+, memory;dur=[\d.]+, compute;dur=[\d.]+, rows;desc="hot=\d+ lru=\d+ cache=\d+ kv=0 origin=0/);
+    expect(second.headers.get('server-timing')).toMatch(/total;dur=[\d.]+, memory;dur=[\d.]+, compute;dur=[\d.]+, rows;desc="patch=0 hot=\d+ lru=\d+ cache=\d+ kv=0 origin=0/);
     expect(secondBody.choices[0].text).toBe(first.choices[0].text);
   });
 });

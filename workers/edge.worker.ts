@@ -8,7 +8,7 @@ import { GenerationCounters } from '../src/api/generation.ts';
 import { MemoryHierarchy } from '../src/memory/memory-hierarchy.ts';
 import { CacheApiPageCache, KvPageCache, type PageCache } from '../src/memory/page-cache.ts';
 import { ModelRegistry } from '../src/serving/model-registry.ts';
-import { bundleKey, type ObjectStore } from '../src/storage/object-store.ts';
+import { objectKey, type BundleObject, type ObjectStore } from '../src/storage/object-store.ts';
 import { originStore, readSettings, type Env } from './bindings.ts';
 import { onnxRuntime } from './onnx-runtime.ts';
 
@@ -49,12 +49,12 @@ function servingFor(c: Context<{ Bindings: Env }>): Serving {
       const tables = bundle.manifest.tables;
       if (!tables) return null;
       const reader = {
-        read: async (path: string, offset: number, length: number) => {
-          const bytes = await origin.get(bundleKey(bundle.version, path), { offset, length });
+        read: async (object: BundleObject, offset: number, length: number) => {
+          const bytes = await origin.get(objectKey(bundle.version, object), { offset, length });
           return bytes ?? new Uint8Array(0);
         },
       };
-      return hierarchy.rowsFor(bundle.version, tables, reader, stats, background);
+      return hierarchy.rowsFor(bundle.version, tables, reader, stats, background, bundle.overrides);
     },
   };
 }

@@ -12,7 +12,13 @@ import { TABLE_DTYPES, type RowLayout } from './row-codec.ts';
 export const BUNDLE_FORMAT = 'flexmem-bundle/1';
 export const MANIFEST_FILE = 'manifest.json';
 
-const ObjectRefSchema = z.object({ path: z.string(), bytes: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+const ObjectRefSchema = z.object({
+  path: z.string(),
+  bytes: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Set when the object belongs to another version (a patch shares its base's objects). */
+  from: z.string().optional(),
+});
 export type ObjectRef = z.infer<typeof ObjectRefSchema>;
 
 const ShardSchema = ObjectRefSchema.extend({ firstToken: z.number().int().nonnegative(), tokenCount: z.number().int().positive() });
@@ -43,6 +49,8 @@ const ManifestSchema = z.object({
     })
     .nullable(),
   chatTemplate: z.string().optional(),
+  base: z.string().optional(),
+  overrides: ObjectRefSchema.extend({ tokens: z.array(z.number().int().nonnegative()) }).optional(),
   builtFrom: z.object({ tool: z.string() }).optional(),
 });
 
@@ -55,6 +63,10 @@ export interface BundleManifest {
   tables: { layout: RowLayout; shards: TableShard[] } | null;
   /** The checkpoint's Jinja chat template (tokenizer_config.json), if it has one. */
   chatTemplate?: string;
+  /** For a patch: the version it edits. */
+  base?: string;
+  /** For a patch: full replacement rows (table layout) of `tokens`, in that order. */
+  overrides?: ObjectRef & { tokens: number[] };
   builtFrom?: { tool: string };
 }
 
@@ -63,7 +75,7 @@ export interface BundleManifest {
  * hashes). The optional reference graph is an oracle, not served, so it does not change the id.
  */
 export async function versionId(manifest: Omit<BundleManifest, 'version'>): Promise<string> {
-  const served = { format: manifest.format, config: manifest.config, compute: manifest.objects.compute, tokenizer: manifest.objects.tokenizer, tables: manifest.tables, chatTemplate: manifest.chatTemplate };
+  const served = { format: manifest.format, config: manifest.config, compute: manifest.objects.compute, tokenizer: manifest.objects.tokenizer, tables: manifest.tables, chatTemplate: manifest.chatTemplate, base: manifest.base, overrides: manifest.overrides };
   return (await sha256Hex(new TextEncoder().encode(JSON.stringify(served)))).slice(0, 20);
 }
 

@@ -13,8 +13,9 @@ import { mapWithConcurrency } from '../util/concurrency.ts';
 import { IsolateRowCache } from './isolate-cache.ts';
 import type { PageCache } from './page-cache.ts';
 
-export type TierName = 'hot' | 'lru' | 'cache' | 'kv' | 'origin';
-export const TIER_NAMES: readonly TierName[] = ['hot', 'lru', 'cache', 'kv', 'origin'];
+/** `patch` rows come from a knowledge edit, held in the isolate with its bundle. */
+export type TierName = 'patch' | 'hot' | 'lru' | 'cache' | 'kv' | 'origin';
+export const TIER_NAMES: readonly TierName[] = ['patch', 'hot', 'lru', 'cache', 'kv', 'origin'];
 
 export interface TierStats {
   /** Distinct rows looked up, summed over the steps of a request. */
@@ -25,7 +26,7 @@ export interface TierStats {
   originBytes: number;
 }
 
-export const emptyTierStats = (): TierStats => ({ lookups: 0, rows: { hot: 0, lru: 0, cache: 0, kv: 0, origin: 0 }, originRequests: 0, originBytes: 0 });
+export const emptyTierStats = (): TierStats => ({ lookups: 0, rows: { patch: 0, hot: 0, lru: 0, cache: 0, kv: 0, origin: 0 }, originRequests: 0, originBytes: 0 });
 
 export interface HierarchyConfig {
   /** L0 budget for hot set + LRU, in bytes. */
@@ -67,16 +68,32 @@ export class MemoryHierarchy {
     this.isolate = new IsolateRowCache(config.isolateBytes);
   }
 
-  /** A row source for one request, pinned to `version`, whose objects `origin` reads. */
-  rowsFor(version: string, tables: Tables, origin: RangeReader, stats: TierStats = emptyTierStats(), background: RequestIO['background'] = () => {}): RowSource & { stats: TierStats } {
+  /**
+   * A row source for one request, pinned to `version`, whose objects `origin` reads. A patch's
+   * `overrides` (stored rows by token id) take precedence over the tables.
+   */
+  rowsFor(
+    version: string,
+    tables: Tables,
+    origin: RangeReader,
+    stats: TierStats = emptyTierStats(),
+    background: RequestIO['background'] = () => {},
+    overrides: ReadonlyMap<number, Uint8Array> = new Map(),
+  ): RowSource & { stats: TierStats } {
     const io: RequestIO = { origin, stats, background };
-    this.startHotSetLoad(version, tables, io);
+    // Rows are cached under the version that owns the tables, so a patch shares its base's cache.
+    const tableVersion = tables.shards[0]?.from ?? version;
+    this.startHotSetLoad(tableVersion, tables, io);
     const { layout } = tables;
     return {
       rowValues: layout.rowValues,
       stats,
       rows: async (ids) => {
-        const bytes = await this.fetchRows(version, tables, io, ids);
+        const patched = new Set(ids.filter((id) => overrides.has(id)));
+        stats.lookups += patched.size;
+        stats.rows.patch += patched.size;
+        const bytes = await this.fetchRows(tableVersion, tables, io, ids.filter((id) => !patched.has(id)));
+        for (const id of patched) bytes.set(id, overrides.get(id)!);
         const out = new Float32Array(ids.length * layout.rowValues);
         ids.forEach((id, i) => decodeRow(bytes.get(id)!, layout, out, i * layout.rowValues));
         return out;
@@ -163,7 +180,7 @@ export class MemoryHierarchy {
       const firstPage = run.entries[0].ref.page;
       const offset = firstPage * rowsPerPage * rowBytes;
       const length = Math.min(run.entries.length * rowsPerPage * rowBytes, run.shard.bytes - offset);
-      const bytes = await origin.read(run.shard.path, offset, length);
+      const bytes = await origin.read(run.shard, offset, length);
       if (bytes.byteLength !== length) throw new FlexmemError(`memory rows missing at the origin: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
       stats.originRequests++;
       stats.originBytes += length;
@@ -195,7 +212,7 @@ export class MemoryHierarchy {
     const shard = tables.shards[0];
     const count = Math.min(shard.tokenCount, Math.floor(this.config.hotSetBytes / tables.layout.rowBytes));
     const load = (async () => {
-      const bytes = await io.origin.read(shard.path, 0, count * tables.layout.rowBytes);
+      const bytes = await io.origin.read(shard, 0, count * tables.layout.rowBytes);
       if (bytes.byteLength === count * tables.layout.rowBytes) this.isolate.setHotSet(version, tables.layout.rowBytes, bytes);
     })().catch(() => {
       this.hotLoads.delete(version); // a failed load is retried by a later request

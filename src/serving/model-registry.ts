@@ -8,7 +8,7 @@ import type { InferenceSession } from 'onnxruntime-common';
 import { MANIFEST_FILE, parseManifest, type BundleManifest, type ObjectRef } from '../bundle/manifest.ts';
 import type { StepSession } from '../engine/decoder.ts';
 import { FlexmemError } from '../errors.ts';
-import { bundleKey, MODEL_NAME, MODELS_PREFIX, pointerKey, type ModelPointer, type ObjectStore } from '../storage/object-store.ts';
+import { bundleKey, MODEL_NAME, MODELS_PREFIX, objectKey, pointerKey, type ModelPointer, type ObjectStore } from '../storage/object-store.ts';
 import { TextTokenizer } from '../tokenizer/tokenizer.ts';
 import { sha256Hex } from '../util/sha256.ts';
 
@@ -19,6 +19,8 @@ export interface LoadedBundle {
   tokenizer: TextTokenizer;
   /** The compute graph's session; runs are serialized (one wasm instance per isolate). */
   session: StepSession;
+  /** A patch's rows (stored layout), by token id: they take precedence over the tables. */
+  overrides: Map<number, Uint8Array>;
 }
 
 export class UnknownModelError extends FlexmemError {}
@@ -111,12 +113,21 @@ export class ModelRegistry {
     const [graph, tokenizerBytes] = await Promise.all([this.verified(version, manifest.objects.compute), this.verified(version, manifest.objects.tokenizer)]);
     const tokenizer = new TextTokenizer(JSON.parse(new TextDecoder().decode(tokenizerBytes)));
     const session = serialize(await this.createSession(graph));
-    return { model, version, manifest, tokenizer, session };
+    return { model, version, manifest, tokenizer, session, overrides: await this.overrides(version, manifest) };
+  }
+
+  private async overrides(version: string, manifest: BundleManifest): Promise<Map<number, Uint8Array>> {
+    const rows = new Map<number, Uint8Array>();
+    if (!manifest.overrides || !manifest.tables) return rows;
+    const bytes = await this.verified(version, manifest.overrides);
+    const { rowBytes } = manifest.tables.layout;
+    manifest.overrides.tokens.forEach((id, i) => rows.set(id, bytes.subarray(i * rowBytes, (i + 1) * rowBytes)));
+    return rows;
   }
 
   /** An object of the bundle, refused unless its sha256 matches the manifest. */
   private async verified(version: string, ref: ObjectRef): Promise<Uint8Array> {
-    const bytes = await this.store.get(bundleKey(version, ref.path));
+    const bytes = await this.store.get(objectKey(version, ref));
     if (!bytes) throw new FlexmemError(`bundle ${version} is missing ${ref.path}`);
     if ((await sha256Hex(bytes)) !== ref.sha256) throw new FlexmemError(`bundle ${version}: ${ref.path} does not match its sha256; refusing to serve it`);
     return bytes;

@@ -23,6 +23,14 @@ export interface ObjectStore {
  *   models/<model>.json               the pointer: which version a model serves now
  */
 export const bundleKey = (version: string, path: string) => `bundles/${version}/${path}`;
+/** The key of an object of `version`'s manifest, which may live under another version (`from`). */
+export const objectKey = (version: string, object: BundleObject) => bundleKey(object.from ?? version, object.path);
+
+/** An object as a manifest names it. */
+export interface BundleObject {
+  path: string;
+  from?: string;
+}
 export const pointerKey = (model: string) => `models/${model}.json`;
 export const MODELS_PREFIX = 'models/';
 
