@@ -7,9 +7,9 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
 import { buildBundle } from '../cli/build-bundle.ts';
-import { setPointer, uploadBundle } from '../cli/publish.ts';
+import { publishBundle } from '../cli/publish.ts';
 import { writeRandomCheckpoint } from '../cli/random-checkpoint.ts';
-import { pointerKey, type ByteRange, type ObjectStore } from '../src/storage/object-store.ts';
+import { miniflareR2Store } from '../cli/stores/miniflare-r2.ts';
 
 const PORT = Number(process.env.PORT ?? 8787);
 const WORK = '.flexmem';
@@ -29,21 +29,10 @@ function demoCheckpoints(): { model: string; checkpoint: string }[] {
 async function seedLocalBucket(bundles: { model: string; dir: string }[]): Promise<void> {
   const mf = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(); } }', r2Buckets: { BUNDLES: BUCKET }, defaultPersistRoot: PERSIST });
   try {
-    const r2 = await mf.getR2Bucket('BUNDLES');
-    const store: ObjectStore = {
-      get: async (key: string, range?: ByteRange) => {
-        const object = await r2.get(key, range ? { range } : undefined);
-        return object ? new Uint8Array(await object.arrayBuffer()) : null;
-      },
-      put: async (key: string, body: Uint8Array) => void (await r2.put(key, body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer)),
-      list: async (prefix: string) => (await r2.list({ prefix })).objects.map((o) => o.key),
-      delete: async (key: string) => r2.delete(key),
-    };
+    const store = miniflareR2Store(await mf.getR2Bucket('BUNDLES'));
     for (const { model, dir } of bundles) {
-      const manifest = await uploadBundle(store, dir);
-      const current = await store.get(pointerKey(model));
-      if (!current || JSON.parse(new TextDecoder().decode(current)).version !== manifest.version) await setPointer(store, model, manifest.version);
-      console.log(`seeded ${model} -> bundle ${manifest.version}`);
+      const result = await publishBundle(store, dir, { model });
+      console.log(`seeded ${model} -> bundle ${result.version}${result.alreadyPublished ? ' (already there)' : ''}`);
     }
   } finally {
     await mf.dispose();

@@ -53,9 +53,9 @@ describe('the worker', () => {
     await serveBundle(r2Worker, bundle, 'tiny-flex');
     const fromR2 = await (await post(`${r2Worker.url}/v1/completions`, request)).json();
 
-    const { uploadBundle, setPointer } = await import('../cli/publish.ts');
-    const manifest = await uploadBundle(s3.store, bundle);
-    await setPointer(s3.store, 'tiny-flex', manifest.version);
+    const { publishBundle, localBundle } = await import('../cli/publish.ts');
+    await publishBundle(s3.store, bundle, { model: 'tiny-flex' });
+    const { manifest } = localBundle(bundle);
     const o = s3.options;
     const s3Worker = await startWorker({
       vars: { ORIGIN: 's3', S3_ENDPOINT: o.endpoint, S3_BUCKET: o.bucket, S3_REGION: o.region!, S3_ACCESS_KEY_ID: o.accessKeyId, S3_SECRET_ACCESS_KEY: o.secretAccessKey, STORE_PREFIX: 'edge/', HOT_SET_BYTES: '0', PAGE_BYTES: '1' },

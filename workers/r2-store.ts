@@ -1,5 +1,5 @@
 /** The R2 binding as an ObjectStore. */
-import type { ByteRange, ObjectStore } from '../src/storage/object-store.ts';
+import type { ByteRange, ObjectStore, PutOptions } from '../src/storage/object-store.ts';
 
 export class R2Store implements ObjectStore {
   constructor(
@@ -12,8 +12,9 @@ export class R2Store implements ObjectStore {
     return object ? new Uint8Array(await object.arrayBuffer()) : null;
   }
 
-  async put(key: string, body: Uint8Array): Promise<void> {
+  async put(key: string, body: Uint8Array, options?: PutOptions): Promise<void> {
     await this.bucket.put(this.prefix + key, body);
+    options?.onProgress?.(body.byteLength);
   }
 
   async delete(key: string): Promise<void> {

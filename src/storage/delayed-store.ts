@@ -1,4 +1,4 @@
-import type { ByteRange, ObjectStore } from './object-store.ts';
+import type { ByteRange, ObjectStore, PutOptions } from './object-store.ts';
 
 /**
  * An origin with added latency per read, to measure the system as if its bucket were far away
@@ -15,7 +15,7 @@ export class DelayedStore implements ObjectStore {
     return this.inner.get(key, range);
   }
 
-  put = (key: string, body: Uint8Array) => this.inner.put(key, body);
+  put = (key: string, body: Uint8Array, options?: PutOptions) => this.inner.put(key, body, options);
   list = (prefix: string) => this.inner.list(prefix);
   delete = (key: string) => this.inner.delete(key);
 }

@@ -8,10 +8,15 @@ export interface ByteRange {
   length: number;
 }
 
+export interface PutOptions {
+  /** Called with the bytes sent so far (large uploads go in parts). */
+  onProgress?: (sentBytes: number) => void;
+}
+
 export interface ObjectStore {
   /** The whole object, or `range` of it; null when the object does not exist. */
   get(key: string, range?: ByteRange): Promise<Uint8Array | null>;
-  put(key: string, body: Uint8Array): Promise<void>;
+  put(key: string, body: Uint8Array, options?: PutOptions): Promise<void>;
   /** Keys under `prefix`, in lexicographic order. */
   list(prefix: string): Promise<string[]>;
   delete(key: string): Promise<void>;

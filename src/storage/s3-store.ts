@@ -3,7 +3,7 @@
  * fetch + crypto.subtle). Works against AWS S3, R2's S3 endpoint, and s3rver in tests.
  */
 import { AwsClient } from 'aws4fetch';
-import type { ByteRange, ObjectStore } from './object-store.ts';
+import type { ByteRange, ObjectStore, PutOptions } from './object-store.ts';
 
 export interface S3Options {
   /** e.g. https://<account>.r2.cloudflarestorage.com or http://127.0.0.1:4568 */
@@ -44,9 +44,10 @@ export class S3Store implements ObjectStore {
     return bytes;
   }
 
-  async put(key: string, body: Uint8Array): Promise<void> {
+  async put(key: string, body: Uint8Array, options?: PutOptions): Promise<void> {
     const response = await this.client.fetch(this.url(key), { method: 'PUT', body: body as Uint8Array<ArrayBuffer> });
     if (!response.ok) throw new Error(`S3 PUT ${key}: HTTP ${response.status}`);
+    options?.onProgress?.(body.byteLength);
   }
 
   async delete(key: string): Promise<void> {

@@ -4,7 +4,9 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
 import { inject } from 'vitest';
-import type { ByteRange, ObjectStore } from '../../src/storage/object-store.ts';
+import { publishBundle } from '../../cli/publish.ts';
+import { miniflareR2Store } from '../../cli/stores/miniflare-r2.ts';
+import type { ObjectStore } from '../../src/storage/object-store.ts';
 
 export interface WorkerOptions {
   vars?: Record<string, string>;
@@ -37,27 +39,13 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     port: 0,
   });
   const url = (await mf.ready).toString().replace(/\/$/, '');
-  const r2 = await mf.getR2Bucket('BUNDLES');
-  const bucket: ObjectStore = {
-    get: async (key: string, range?: ByteRange) => {
-      const object = await r2.get(key, range ? { range } : undefined);
-      return object ? new Uint8Array(await object.arrayBuffer()) : null;
-    },
-    put: async (key: string, body: Uint8Array) => {
-      await r2.put(key, body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer);
-    },
-    list: async (prefix: string) => (await r2.list({ prefix })).objects.map((o) => o.key),
-    delete: async (key: string) => r2.delete(key),
-  };
+  const bucket = miniflareR2Store(await mf.getR2Bucket('BUNDLES'));
   return { url, mf, bucket, dispose: () => mf.dispose() };
 }
 
 /** Uploads a local bundle to the worker's bucket and points `model` at it. */
 export async function serveBundle(worker: RunningWorker, bundleDir: string, model: string): Promise<string> {
-  const { uploadBundle, setPointer } = await import('../../cli/publish.ts');
-  const manifest = await uploadBundle(worker.bucket, bundleDir);
-  await setPointer(worker.bucket, model, manifest.version);
-  return manifest.version;
+  return (await publishBundle(worker.bucket, bundleDir, { model })).version;
 }
 
 export function post(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
