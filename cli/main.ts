@@ -5,7 +5,12 @@ import { registerBuild } from './commands/build.ts';
 import { registerEval } from './commands/eval.ts';
 import { registerInit } from './commands/init.ts';
 import { registerPlan } from './commands/plan.ts';
+import { registerGc } from './commands/gc.ts';
+import { registerPatch } from './commands/patch.ts';
+import { registerPublish } from './commands/publish.ts';
+import { registerRollback } from './commands/rollback.ts';
 import { registerRun } from './commands/run.ts';
+import { registerVersions } from './commands/versions.ts';
 
 const program = new Command('flexmem')
   .description('build and serve memory-decoupled language models: compute is run, knowledge is read')
@@ -14,7 +19,8 @@ const program = new Command('flexmem')
   .configureOutput({ outputError: (message, write) => write(message.replace(/^error: /, 'flexmem: ')) })
   .exitOverride();
 
-for (const register of [registerInit, registerPlan, registerBuild, registerRun, registerEval]) register(program);
+const commands = [registerInit, registerPlan, registerBuild, registerRun, registerEval, registerPublish, registerVersions, registerRollback, registerGc, registerPatch];
+for (const register of commands) register(program);
 
 try {
   await program.parseAsync(process.argv);
