@@ -15,6 +15,8 @@ export interface TargetOptions {
   region?: string;
   /** wrangler dev's state folder, for local targets. */
   persistTo?: string;
+  /** Defaults to $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
 export interface OpenTarget {
@@ -37,8 +39,8 @@ export async function openTarget(spec: string, options: TargetOptions = {}): Pro
       prefix,
       endpoint: options.endpoint ?? env.FLEXMEM_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL,
       region: options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'auto',
-      accessKeyId: env.AWS_ACCESS_KEY_ID,
-      secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+      accessKeyId: options.credentials?.accessKeyId ?? env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: options.credentials?.secretAccessKey ?? env.AWS_SECRET_ACCESS_KEY,
     });
     return { label: spec, store, close: async () => store.close() };
   }
