@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { perplexity } from '../../src/engine/perplexity.ts';
 import { FlexmemError } from '../../src/errors.ts';
 import { openLocalBundle } from '../local-bundle.ts';
+import { integerAtLeast } from '../options.ts';
 
 export function registerEval(program: Command): void {
   program
@@ -11,15 +12,16 @@ export function registerEval(program: Command): void {
     .argument('<bundle>', 'bundle folder')
     .requiredOption('--text <file>', 'UTF-8 text file')
     .option('--reference', 'evaluate reference.onnx instead of compute.onnx + tables')
+    .option('--windows <n>', 'evaluate only the first n context windows', integerAtLeast(1))
     .option('--json', 'print JSON')
-    .action(async (dir: string, opts: { text: string; reference?: boolean; json?: boolean }) => {
+    .action(async (dir: string, opts: { text: string; reference?: boolean; json?: boolean; windows?: number }) => {
       if (!existsSync(opts.text)) throw new FlexmemError(`text file not found: ${opts.text}`);
       const { tokenizer, decoder, manifest } = await openLocalBundle(dir, opts.reference ? 'reference' : 'compute');
       const ids = tokenizer.encode(readFileSync(opts.text, 'utf8'));
       if (ids.length < 2) throw new FlexmemError(`${opts.text} has fewer than 2 tokens; nothing to predict`);
-      const result = await perplexity(decoder, ids);
+      const result = await perplexity(decoder, ids, { maxWindows: opts.windows });
       const dtype = manifest.tables?.layout.dtype ?? 'none';
       if (opts.json) console.log(JSON.stringify({ bundle: manifest.version, tables: dtype, ...result }));
-      else console.log(`perplexity ${result.perplexity.toFixed(4)} over ${result.predictedTokens} tokens (bundle ${manifest.version}, ${dtype} tables)`);
+      else console.log(`perplexity ${result.perplexity.toFixed(4)} over ${result.predictedTokens} tokens in ${result.windows} windows (bundle ${manifest.version}, ${dtype} tables)`);
     });
 }
