@@ -1,46 +1,14 @@
-/** The real worker (as wrangler bundles it) in real workerd through Miniflare, with local R2. */
-import { readdirSync } from 'node:fs';
+/** The real worker in real workerd (Miniflare), and small clients for it. */
 import http from 'node:http';
-import { join } from 'node:path';
-import { Miniflare } from 'miniflare';
 import { inject } from 'vitest';
 import { publishBundle } from '../../cli/publish.ts';
-import { miniflareR2Store } from '../../cli/stores/miniflare-r2.ts';
-import type { ObjectStore } from '../../src/storage/object-store.ts';
+import { launchWorker, type RunningWorker, type WorkerOptions } from './miniflare-worker.ts';
 
-export interface WorkerOptions {
-  vars?: Record<string, string>;
-  kv?: boolean;
-}
+export type { RunningWorker, WorkerOptions } from './miniflare-worker.ts';
 
-export interface RunningWorker {
-  url: string;
-  mf: Miniflare;
-  /** The BUNDLES bucket, as an ObjectStore. */
-  bucket: ObjectStore;
-  dispose(): Promise<void>;
-}
-
-export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
-  const dir = inject('workerDir');
-  const files = readdirSync(dir);
-  const mf = new Miniflare({
-    // Listed explicitly: Miniflare's module scan trips on onnxruntime-web's dynamic import().
-    modules: [
-      { type: 'ESModule', path: join(dir, files.find((f) => f.endsWith('.js'))!) },
-      ...files.filter((f) => f.endsWith('.wasm')).map((f) => ({ type: 'CompiledWasm' as const, path: join(dir, f) })),
-    ],
-    modulesRoot: dir,
-    compatibilityDate: '2026-04-20',
-    compatibilityFlags: ['enable_request_signal'],
-    r2Buckets: { BUNDLES: 'flexmem-bundles' },
-    kvNamespaces: options.kv ? ['ROWS_KV'] : [],
-    bindings: { POINTER_TTL_SECONDS: '1', ...options.vars },
-    port: 0,
-  });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
-  const bucket = miniflareR2Store(await mf.getR2Bucket('BUNDLES'));
-  return { url, mf, bucket, dispose: () => mf.dispose() };
+/** The worker built once for this test run (tests/global-setup.ts). */
+export function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
+  return launchWorker(inject('workerDir'), options);
 }
 
 /** Uploads a local bundle to the worker's bucket and points `model` at it. */

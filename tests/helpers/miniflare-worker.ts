@@ -1,0 +1,43 @@
+/**
+ * The worker as wrangler bundles it (`wrangler deploy --dry-run --outdir <dir>`), in real workerd
+ * through Miniflare, with a local R2 bucket. Shared by the tests and the benchmarks.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Miniflare } from 'miniflare';
+import { miniflareR2Store } from '../../cli/stores/miniflare-r2.ts';
+import type { ObjectStore } from '../../src/storage/object-store.ts';
+
+export interface WorkerOptions {
+  vars?: Record<string, string>;
+  kv?: boolean;
+}
+
+export interface RunningWorker {
+  url: string;
+  mf: Miniflare;
+  /** The BUNDLES bucket, as an ObjectStore. */
+  bucket: ObjectStore;
+  dispose(): Promise<void>;
+}
+
+export async function launchWorker(workerDir: string, options: WorkerOptions = {}): Promise<RunningWorker> {
+  const files = readdirSync(workerDir);
+  const mf = new Miniflare({
+    // Listed explicitly: Miniflare's module scan trips on onnxruntime-web's dynamic import().
+    modules: [
+      { type: 'ESModule', path: join(workerDir, files.find((f) => f.endsWith('.js'))!) },
+      ...files.filter((f) => f.endsWith('.wasm')).map((f) => ({ type: 'CompiledWasm' as const, path: join(workerDir, f) })),
+    ],
+    modulesRoot: workerDir,
+    compatibilityDate: '2026-04-20',
+    compatibilityFlags: ['enable_request_signal'],
+    r2Buckets: { BUNDLES: 'flexmem-bundles' },
+    kvNamespaces: options.kv ? ['ROWS_KV'] : [],
+    bindings: { POINTER_TTL_SECONDS: '1', ...options.vars },
+    port: 0,
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const bucket = miniflareR2Store(await mf.getR2Bucket('BUNDLES'));
+  return { url, mf, bucket, dispose: () => mf.dispose() };
+}
