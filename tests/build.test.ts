@@ -76,7 +76,7 @@ describe('flexmem run', () => {
     const prompt = 'The President said';
     const ids: number[] = [];
     const options = { maxTokens: 12, temperature: 0, topK: 0, topP: 1, seed: 0, stopTokenIds: [] };
-    for await (const id of generateTokens(local.decoder, local.tokenizer.encode(prompt), options)) ids.push(id);
+    for await (const { id } of generateTokens(local.decoder, local.tokenizer.encode(prompt), options)) ids.push(id);
     const expected = prompt + local.tokenizer.decode(ids);
     const greedy = flexmem('run', bundle, '--prompt', prompt, '--max-tokens', '12', '--temperature', '0');
     expect(greedy.status).toBe(0);

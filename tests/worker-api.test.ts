@@ -122,6 +122,35 @@ describe('serving', () => {
   });
 });
 
+describe('logprobs', () => {
+  it('reports each token of a chat completion with its log-probability, bytes and alternatives', async () => {
+    const body = await (await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 })).json();
+    const content = body.choices[0].logprobs.content as { token: string; logprob: number; bytes: number[]; top_logprobs: { logprob: number }[] }[];
+    expect(content).toHaveLength(body.usage.completion_tokens);
+    for (const entry of content) {
+      expect(entry.logprob).toBeLessThanOrEqual(0);
+      expect(entry.top_logprobs).toHaveLength(3);
+      expect(entry.top_logprobs[0].logprob).toBeGreaterThanOrEqual(entry.top_logprobs[2].logprob);
+      expect(entry.logprob).toBeCloseTo(entry.top_logprobs[0].logprob, 6); // greedy takes the top token
+    }
+    expect(new TextDecoder().decode(Uint8Array.from(content.flatMap((e) => e.bytes)))).toBe(body.choices[0].message.content);
+  });
+
+  it('streams completions logprobs chunk by chunk, in the legacy shape', async () => {
+    const events = await readAllEvents(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 5, temperature: 0, logprobs: 2, stream: true }));
+    const deltas = (events.slice(1, -1) as Record<string, any>[]).filter((c) => c.choices[0]?.logprobs);
+    const tokens = deltas.flatMap((c) => c.choices[0].logprobs.tokens as string[]);
+    expect(tokens).toHaveLength(5);
+    for (const c of deltas) expect(c.choices[0].logprobs.top_logprobs.every((top: object) => Object.keys(top).length <= 2)).toBe(true);
+  });
+
+  it('refuses top_logprobs without logprobs', async () => {
+    const response = await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], top_logprobs: 2 });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.param).toBe('top_logprobs');
+  });
+});
+
 describe('memory tiers', () => {
   it('serves a repeated request without origin reads, and the timing summary adds up', async () => {
     // A fresh isolate (no hot set), so the first request must go to the origin.

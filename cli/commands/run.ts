@@ -33,7 +33,7 @@ export function registerRun(program: Command): void {
       const eos = manifest.config.eos_token_id;
       const streamer = new TextStreamer((ids) => tokenizer.decode(ids));
       process.stdout.write(opts.prompt);
-      for await (const id of generateTokens(decoder, promptIds, { ...opts, stopTokenIds: eos === undefined ? [] : [eos] })) {
+      for await (const { id } of generateTokens(decoder, promptIds, { ...opts, stopTokenIds: eos === undefined ? [] : [eos] })) {
         process.stdout.write(streamer.push(id));
       }
       process.stdout.write(streamer.flush() + '\n');

@@ -11,8 +11,20 @@ import { emptyTierStats, type TierStats } from '../memory/memory-hierarchy.ts';
 import { UnknownModelError, type LoadedBundle, type ModelRegistry } from '../serving/model-registry.ts';
 import { DEFAULT_TEMPLATE_STOPS, renderChat } from './chat-template.ts';
 import { ApiError } from './errors.ts';
-import { generateText, type GenerationCounters, type GenerationParams } from './generation.ts';
-import { completeResponse, deltaChunk, finishChunk, serverTimingHeader, startChunk, timingSummary, usageChunk, type Endpoint, type ResponseContext } from './openai-format.ts';
+import { generateText, type GenerationCounters, type GenerationParams, type TokenLogprob } from './generation.ts';
+import {
+  completeResponse,
+  deltaChunk,
+  finishChunk,
+  formatLogprobs,
+  serverTimingHeader,
+  startChunk,
+  timingSummary,
+  tokenTextOf,
+  usageChunk,
+  type Endpoint,
+  type ResponseContext,
+} from './openai-format.ts';
 import { ChatRequestSchema, CompletionRequestSchema, parseRequest, refuseUnsupported, type ChatRequest, type CompletionRequest } from './request-schema.ts';
 
 export interface Serving {
@@ -47,16 +59,16 @@ export function createApiApp<E extends object>(servingFor: (c: Context<{ Binding
   app.post('/v1/completions', async (c) => {
     const request = parseRequest(CompletionRequestSchema, await readJson(c.req.raw, servingFor(c).maxBodyBytes));
     refuseUnsupported(request);
-    if (request.logprobs) throw new ApiError(400, 'logprobs is not supported yet.', 'invalid_request_error', 'logprobs', 'unsupported_value');
     const prompt = typeof request.prompt === 'string' ? request.prompt : request.prompt[0];
-    return complete(c.req.raw, servingFor(c), 'text', request, () => ({ prompt, stops: [] }));
+    return complete(c.req.raw, servingFor(c), 'text', { ...request, logprobs: request.logprobs ?? null }, () => ({ prompt, stops: [] }));
   });
 
   app.post('/v1/chat/completions', async (c) => {
     const request = parseRequest(ChatRequestSchema, await readJson(c.req.raw, servingFor(c).maxBodyBytes));
     refuseUnsupported(request);
-    if (request.logprobs) throw new ApiError(400, 'logprobs is not supported yet.', 'invalid_request_error', 'logprobs', 'unsupported_value');
-    return complete(c.req.raw, servingFor(c), 'chat', { ...request, max_tokens: request.max_completion_tokens ?? request.max_tokens }, (bundle) => {
+    if (request.top_logprobs != null && !request.logprobs) throw new ApiError(400, "top_logprobs requires logprobs to be true.", 'invalid_request_error', 'top_logprobs', 'invalid_value');
+    const logprobs = request.logprobs ? (request.top_logprobs ?? 0) : null;
+    return complete(c.req.raw, servingFor(c), 'chat', { ...request, logprobs, max_tokens: request.max_completion_tokens ?? request.max_tokens }, (bundle) => {
       const template = bundle.manifest.chatTemplate;
       return { prompt: renderChat(request.messages, template), stops: template ? [] : DEFAULT_TEMPLATE_STOPS };
     });
@@ -84,7 +96,10 @@ async function readJson(request: Request, maxBytes: number): Promise<unknown> {
   }
 }
 
-type SharedRequest = Pick<CompletionRequest & ChatRequest, 'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'stream' | 'stream_options'>;
+type SharedRequest = Pick<CompletionRequest & ChatRequest, 'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'stream' | 'stream_options'> & {
+  /** Alternatives to report per token, or null for no logprobs. */
+  logprobs: number | null;
+};
 
 /** Tokenizes, checks the context, generates, and answers as JSON or as server-sent events. */
 async function complete(raw: Request, serving: Serving, endpoint: Endpoint, request: SharedRequest, promptOf: (bundle: LoadedBundle) => { prompt: string; stops: string[] }): Promise<Response> {
@@ -111,7 +126,10 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
     seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
     stop: [...requestStops, ...stops],
     signal: abort.signal,
+    logprobs: request.logprobs,
   };
+  const tokenText = tokenTextOf((id) => bundle.tokenizer.tokenBytes(id));
+  const logprobsOf = (tokens: TokenLogprob[], textOffset = 0) => (request.logprobs === null ? null : formatLogprobs(endpoint, tokens, tokenText, textOffset));
   const stats = emptyTierStats();
   const timing: StepTiming = { memoryMs: 0, computeMs: 0 };
   const text = generateText(bundle, serving.rowsFor(bundle, stats), serving.Tensor, params, timing, serving.counters, serving.clock);
@@ -127,10 +145,14 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
 
   if (!request.stream) {
     let output = '';
+    const tokens: TokenLogprob[] = [];
     let next = await text.next();
-    for (; !next.done; next = await text.next()) output += next.value;
+    for (; !next.done; next = await text.next()) {
+      output += next.value.text;
+      tokens.push(...next.value.tokens);
+    }
     const t = summary();
-    return Response.json(completeResponse(r, output, next.value.finishReason, usage(next.value.completionTokens), t), {
+    return Response.json(completeResponse(r, output, next.value.finishReason, usage(next.value.completionTokens), t, logprobsOf(tokens)), {
       headers: { [VERSION_HEADER]: bundle.version, 'server-timing': serverTimingHeader(t) },
     });
   }
@@ -138,6 +160,7 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
   const encoder = new TextEncoder();
   const event = (data: object | string) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
   let startSent = false;
+  let streamedText = 0;
   const body = new ReadableStream<Uint8Array>(
     {
       // Pull-based: the next token is computed only when the client is ready for it, and a
@@ -149,7 +172,11 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
             return controller.enqueue(event(startChunk(r)));
           }
           const next = await text.next();
-          if (!next.done) return controller.enqueue(event(deltaChunk(r, next.value)));
+          if (!next.done) {
+            controller.enqueue(event(deltaChunk(r, next.value.text, logprobsOf(next.value.tokens, streamedText))));
+            streamedText += next.value.text.length;
+            return;
+          }
           controller.enqueue(event(finishChunk(r, next.value.finishReason, summary())));
           if (request.stream_options?.include_usage) controller.enqueue(event(usageChunk(r, usage(next.value.completionTokens))));
           controller.enqueue(event('[DONE]'));

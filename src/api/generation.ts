@@ -6,6 +6,7 @@ import type { TensorConstructor } from 'onnxruntime-common';
 import type { RowSource } from '../bundle/row-source.ts';
 import { Decoder, type StepTiming } from '../engine/decoder.ts';
 import { generateTokens, TextStreamer, type FinishReason } from '../engine/generate.ts';
+import { logProbability, topLogProbabilities } from '../engine/sampler.ts';
 import { StopSequences } from '../engine/stop-sequences.ts';
 import type { LoadedBundle } from '../serving/model-registry.ts';
 
@@ -18,6 +19,21 @@ export interface GenerationParams {
   seed: number;
   stop: string[];
   signal?: AbortSignal;
+  /** Report each token's log-probability and this many alternatives; null for none. */
+  logprobs: number | null;
+}
+
+/** A generated token's log-probability under the model (softmax of the raw logits). */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  top: { id: number; logprob: number }[];
+}
+
+/** Text safe to emit, and the tokens generated since the previous delta (when asked for). */
+export interface TextDelta {
+  text: string;
+  tokens: TokenLogprob[];
 }
 
 export interface GenerationResult {
@@ -47,12 +63,18 @@ export async function* generateText(
   timing: StepTiming,
   counters: GenerationCounters,
   clock: () => number,
-): AsyncGenerator<string, GenerationResult> {
+): AsyncGenerator<TextDelta, GenerationResult> {
   const decoder = new Decoder(bundle.session, Tensor, bundle.manifest.config, rows, clock);
   const eos = bundle.manifest.config.eos_token_id;
   const streamer = new TextStreamer((ids) => bundle.tokenizer.decode(ids));
   const stops = new StopSequences(params.stop);
   let completionTokens = 0;
+  let pendingTokens: TokenLogprob[] = [];
+  const delta = (text: string): TextDelta => {
+    const out = { text, tokens: pendingTokens };
+    pendingTokens = [];
+    return out;
+  };
   let finishReason: FinishReason = 'length';
   // Released once: at the end, or as soon as the client goes away. After a disconnect workerd
   // cancels the request's I/O context, so a generation parked on a timer never runs again
@@ -76,16 +98,18 @@ export async function* generateText(
       }
       completionTokens++;
       counters.tokensGenerated++;
+      const { id, logits } = next.value;
+      if (params.logprobs !== null) pendingTokens.push({ id, logprob: logProbability(logits, id), top: topLogProbabilities(logits, params.logprobs) });
       await yieldToEventLoop();
-      const text = stops.push(streamer.push(next.value));
-      if (text) yield text;
+      const text = stops.push(streamer.push(id));
+      if (text) yield delta(text);
       if (stops.stopped) {
         finishReason = 'stop';
         break;
       }
     }
     const rest = stops.push(streamer.flush()) + stops.flush();
-    if (rest) yield rest;
+    if (rest || pendingTokens.length) yield delta(rest);
     return { finishReason: stops.stopped ? 'stop' : finishReason, completionTokens };
   } finally {
     release();

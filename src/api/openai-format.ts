@@ -1,6 +1,7 @@
 /** The response objects of OpenAI's completions and chat completions APIs, plus flexmem's extension. */
 import type { FinishReason } from '../engine/generate.ts';
 import type { TierStats } from '../memory/memory-hierarchy.ts';
+import type { TokenLogprob } from './generation.ts';
 
 export type Endpoint = 'text' | 'chat';
 
@@ -56,17 +57,46 @@ const base = (r: ResponseContext, object: string) => ({
   system_fingerprint: `flexmem-${r.version}`,
 });
 
+/** A token as OpenAI's logprobs show it: its text and its exact bytes. */
+export type TokenText = (id: number) => { token: string; bytes: number[] };
+
+export function tokenTextOf(tokenBytes: (id: number) => Uint8Array): TokenText {
+  const decoder = new TextDecoder();
+  return (id) => {
+    const bytes = tokenBytes(id);
+    return { token: decoder.decode(bytes), bytes: [...bytes] };
+  };
+}
+
+/** The `logprobs` of a choice: chat's `{ content: [...] }` or completions' parallel arrays. */
+export function formatLogprobs(endpoint: Endpoint, tokens: TokenLogprob[], text: TokenText, textOffset = 0): object {
+  if (endpoint === 'chat') {
+    return {
+      content: tokens.map((t) => ({ ...text(t.id), logprob: t.logprob, top_logprobs: t.top.map((a) => ({ ...text(a.id), logprob: a.logprob })) })),
+      refusal: null,
+    };
+  }
+  const strings = tokens.map((t) => text(t.id).token);
+  const offsets = strings.map((_, i) => textOffset + strings.slice(0, i).join('').length);
+  return {
+    tokens: strings,
+    token_logprobs: tokens.map((t) => t.logprob),
+    top_logprobs: tokens.map((t) => Object.fromEntries(t.top.map((a) => [text(a.id).token, a.logprob]))),
+    text_offset: offsets,
+  };
+}
+
 const chunkObject = (r: ResponseContext) => (r.endpoint === 'chat' ? 'chat.completion.chunk' : 'text_completion');
 
 /** A streamed chunk. Chat: the first delta names the role, the last is empty with the finish reason. */
-function chunk(r: ResponseContext, delta: Record<string, string>, text: string, finishReason: FinishReason | null, extra: object): object {
-  const choice = r.endpoint === 'chat' ? { index: 0, delta, logprobs: null, finish_reason: finishReason } : { index: 0, text, logprobs: null, finish_reason: finishReason };
+function chunk(r: ResponseContext, delta: Record<string, string>, text: string, finishReason: FinishReason | null, extra: object, logprobs: object | null = null): object {
+  const choice = r.endpoint === 'chat' ? { index: 0, delta, logprobs, finish_reason: finishReason } : { index: 0, text, logprobs, finish_reason: finishReason };
   return { ...base(r, chunkObject(r)), choices: [choice], ...extra };
 }
 
 /** The first chunk: it carries the bundle version the whole response uses. */
 export const startChunk = (r: ResponseContext) => chunk(r, { role: 'assistant', content: '' }, '', null, { flexmem: { bundle_version: r.version } });
-export const deltaChunk = (r: ResponseContext, text: string) => chunk(r, { content: text }, text, null, {});
+export const deltaChunk = (r: ResponseContext, text: string, logprobs: object | null = null) => chunk(r, { content: text }, text, null, {}, logprobs);
 /** The last chunk with choices: the finish reason and the timing summary. */
 export const finishChunk = (r: ResponseContext, finishReason: FinishReason, timing: TimingSummary) =>
   chunk(r, {}, '', finishReason, { flexmem: { bundle_version: r.version, timing } });
@@ -75,10 +105,10 @@ export function usageChunk(r: ResponseContext, usage: Usage): object {
   return { ...base(r, chunkObject(r)), choices: [], usage };
 }
 
-export function completeResponse(r: ResponseContext, text: string, finishReason: FinishReason, usage: Usage, timing: TimingSummary): object {
+export function completeResponse(r: ResponseContext, text: string, finishReason: FinishReason, usage: Usage, timing: TimingSummary, logprobs: object | null = null): object {
   const choice =
     r.endpoint === 'chat'
-      ? { index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason }
-      : { index: 0, text, logprobs: null, finish_reason: finishReason };
+      ? { index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs, finish_reason: finishReason }
+      : { index: 0, text, logprobs, finish_reason: finishReason };
   return { ...base(r, r.endpoint === 'chat' ? 'chat.completion' : 'text_completion'), choices: [choice], usage, flexmem: { bundle_version: r.version, timing } };
 }

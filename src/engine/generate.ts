@@ -13,11 +13,17 @@ export interface GenerateOptions extends SamplingOptions {
 
 export type FinishReason = 'stop' | 'length';
 
+export interface GeneratedToken {
+  id: number;
+  /** The logits the token was drawn from (valid until the next step). */
+  logits: Float32Array;
+}
+
 /**
  * Autoregressive generation: one prefill step over the prompt, then one cached decode step per
- * token. Yields each new token id; returns why it finished. Stops early when `signal` aborts.
+ * token. Yields each new token; returns why it finished. Stops early when `signal` aborts.
  */
-export async function* generateTokens(decoder: Decoder, promptIds: readonly number[], options: GenerateOptions): AsyncGenerator<number, FinishReason> {
+export async function* generateTokens(decoder: Decoder, promptIds: readonly number[], options: GenerateOptions): AsyncGenerator<GeneratedToken, FinishReason> {
   const V = decoder.config.vocab_size;
   const rng = new Random(options.seed);
   const state = decoder.start();
@@ -27,7 +33,7 @@ export async function* generateTokens(decoder: Decoder, promptIds: readonly numb
     if (options.signal?.aborted) return 'stop';
     const next = sampleToken(last, options, rng);
     if (options.stopTokenIds.includes(next)) return 'stop';
-    yield next;
+    yield { id: next, logits: last };
     if (produced + 1 === options.maxTokens || state.length + 1 > decoder.config.max_position_embeddings) break;
     logits = await decoder.step(state, [next], options.timing);
     last = logits;

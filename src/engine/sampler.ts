@@ -40,9 +40,27 @@ export function argmax(values: Float32Array): number {
 
 /** log softmax(logits)[target], computed stably. */
 export function logProbability(logits: Float32Array, target: number): number {
+  return logits[target] - logSumExp(logits);
+}
+
+/** The k most likely tokens with their log-probabilities, most likely first. */
+export function topLogProbabilities(logits: Float32Array, k: number): { id: number; logprob: number }[] {
+  const norm = logSumExp(logits);
+  const top: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    if (top.length < k || logits[i] > logits[top[top.length - 1]]) {
+      top.push(i);
+      top.sort((a, b) => logits[b] - logits[a] || a - b);
+      if (top.length > k) top.pop();
+    }
+  }
+  return top.map((id) => ({ id, logprob: logits[id] - norm }));
+}
+
+function logSumExp(logits: Float32Array): number {
   let max = -Infinity;
   for (const v of logits) max = Math.max(max, v);
   let sum = 0;
   for (const v of logits) sum += Math.exp(v - max);
-  return logits[target] - max - Math.log(sum);
+  return max + Math.log(sum);
 }

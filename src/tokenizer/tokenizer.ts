@@ -1,5 +1,6 @@
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { FlexmemError } from '../errors.ts';
+import { bytesToUnicode } from './byte-level-bpe.ts';
 
 /** The part of a Hugging Face tokenizer.json that flexmem reads itself. */
 interface TokenizerJson {
@@ -14,6 +15,8 @@ export class TextTokenizer {
   readonly vocabSize: number;
   /** Ids of added tokens marked special (never produced by plain text). */
   readonly specialIds: ReadonlySet<number>;
+  /** GPT-2's byte-level alphabet, character -> byte, for ByteLevel tokenizers. */
+  private readonly byteLevel: Map<string, number> | null;
 
   constructor(json: unknown, config: Record<string, unknown> = {}) {
     const tj = json as TokenizerJson;
@@ -24,6 +27,8 @@ export class TextTokenizer {
     for (const t of tj.added_tokens ?? []) ids.add(t.id);
     this.vocabSize = ids.size;
     this.specialIds = new Set((tj.added_tokens ?? []).filter((t) => t.special).map((t) => t.id));
+    const usesByteLevel = JSON.stringify((json as { pre_tokenizer?: unknown }).pre_tokenizer ?? null).includes('"ByteLevel"');
+    this.byteLevel = usesByteLevel ? new Map(bytesToUnicode().map((c, b) => [c, b])) : null;
     try {
       this.hf = new HfTokenizer(json as object, config);
     } catch (error) {
@@ -41,5 +46,15 @@ export class TextTokenizer {
 
   idOf(token: string): number | undefined {
     return this.hf.token_to_id(token);
+  }
+
+  /** The exact bytes a token stands for (byte-level BPE tokens may be part of a character). */
+  tokenBytes(id: number): Uint8Array {
+    const token = this.hf.id_to_token(id) ?? '';
+    if (!this.specialIds.has(id) && this.byteLevel) {
+      const bytes = [...token].map((c) => this.byteLevel!.get(c));
+      if (bytes.every((b) => b !== undefined)) return Uint8Array.from(bytes as number[]);
+    }
+    return new TextEncoder().encode(this.specialIds.has(id) ? token : this.decode([id]));
   }
 }

@@ -16,8 +16,19 @@ export async function serveBundle(worker: RunningWorker, bundleDir: string, mode
   return (await publishBundle(worker.bucket, bundleDir, { model })).version;
 }
 
-export function post(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
-  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
+/**
+ * POSTs JSON. A request that meets a keep-alive connection the server has just closed (undici's
+ * "other side closed", before any response) is sent once more on a fresh connection, as HTTP
+ * clients do; any other failure is the test's.
+ */
+export async function post(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
+  const send = () => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
+  try {
+    return await send();
+  } catch (error) {
+    if ((error as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw error;
+    return send();
+  }
 }
 
 /**
