@@ -6,8 +6,9 @@
  *   int8: float32 scale, then width × int8   (value = scale · q, scale = max|x| / 127 per token and layer)
  * all little-endian, slices in layer order, no padding.
  */
-import { getFloat16, setFloat16 } from '@petamoriken/float16';
+import { setFloat16 } from '@petamoriken/float16';
 import { memorySlices, type MemoryKind, type ModelConfig } from '../model/config.ts';
+import { halfToFloatTable } from '../tensor/dtype.ts';
 
 export const TABLE_DTYPES = ['f32', 'f16', 'int8'] as const;
 export type TableDtype = (typeof TABLE_DTYPES)[number];
@@ -77,7 +78,8 @@ export function decodeRow(bytes: Uint8Array, layout: RowLayout, out: Float32Arra
     if (layout.dtype === 'f32') {
       for (let i = 0; i < s.width; i++) out[dst + i] = view.getFloat32(s.byteOffset + 4 * i, true);
     } else if (layout.dtype === 'f16') {
-      for (let i = 0; i < s.width; i++) out[dst + i] = getFloat16(view, s.byteOffset + 2 * i, true);
+      const table = halfToFloatTable();
+      for (let i = 0; i < s.width; i++) out[dst + i] = table[view.getUint16(s.byteOffset + 2 * i, true)];
     } else {
       const scale = view.getFloat32(s.byteOffset, true);
       for (let i = 0; i < s.width; i++) out[dst + i] = scale * view.getInt8(s.byteOffset + 4 + i);

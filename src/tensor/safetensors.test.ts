@@ -51,3 +51,18 @@ describe('safetensors', () => {
     expect(() => headerLength(new Uint8Array(4), 'f')).toThrow(/not a safetensors file/);
   });
 });
+
+describe('the f16 table', () => {
+  it('decodes every half exactly as the reference polyfill does', async () => {
+    const { getFloat16 } = await import('@petamoriken/float16');
+    const { halfToFloatTable } = await import('./dtype.ts');
+    const table = halfToFloatTable();
+    const view = new DataView(new ArrayBuffer(2));
+    for (let h = 0; h < 65536; h++) {
+      view.setUint16(0, h, true);
+      const expected = getFloat16(view, 0, true);
+      if (Number.isNaN(expected)) expect(table[h]).toBeNaN();
+      else expect(table[h]).toBe(expected);
+    }
+  });
+});
