@@ -46,7 +46,7 @@ export async function openLocalBundle(dir: string, graph: GraphChoice = 'compute
   const tokenizer = new TextTokenizer(readJsonFile(join(dir, manifest.objects.tokenizer.path), 'tokenizer.json'));
   const session = await ort.InferenceSession.create(readFileSync(join(dir, object.path)));
   // The worker's memory hierarchy, over local files: no page caches, a small isolate LRU.
-  const hierarchy = new MemoryHierarchy([], { isolateBytes: 8 << 20, hotSetBytes: 0, pageBytes: 0, originConcurrency: 6 });
+  const hierarchy = new MemoryHierarchy([], { isolateBytes: 8 << 20, hotSetBytes: 0, pageBytes: 0, originConcurrency: 6, coalesceGapBytes: 0 });
   const rows = manifest.tables ? hierarchy.rowsFor(manifest.version, manifest.tables, new FileRangeReader(dir)) : null;
   return { manifest, tokenizer, session, rows, decoder: new Decoder(session, ort.Tensor, manifest.config, rows) };
 }

@@ -26,6 +26,8 @@ export interface Env {
   /** "false" turns the Cache API tier off (benchmarks of the cold path). */
   USE_CACHE_API?: string;
   MAX_BODY_BYTES?: string;
+  /** Largest gap merged into one origin read when a wave has more than six reads. */
+  COALESCE_GAP_BYTES?: string;
   /** Added latency per origin read, for benchmarks of a far-away bucket. */
   ORIGIN_LATENCY_MS?: string;
   DEFAULT_MAX_TOKENS?: string;
@@ -55,6 +57,7 @@ export function readSettings(env: Env): Settings {
       hotSetBytes: number(env, 'HOT_SET_BYTES', DEFAULT_HIERARCHY.hotSetBytes),
       pageBytes: number(env, 'PAGE_BYTES', DEFAULT_HIERARCHY.pageBytes),
       originConcurrency: DEFAULT_HIERARCHY.originConcurrency,
+      coalesceGapBytes: number(env, 'COALESCE_GAP_BYTES', DEFAULT_HIERARCHY.coalesceGapBytes),
     },
     useCacheApi: env.USE_CACHE_API !== 'false',
     maxBodyBytes: number(env, 'MAX_BODY_BYTES', 1 << 20),

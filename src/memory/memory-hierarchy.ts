@@ -37,9 +37,15 @@ export interface HierarchyConfig {
   pageBytes: number;
   /** Origin reads in flight at once (Workers allow six open connections per invocation). */
   originConcurrency: number;
+  /**
+   * When a wave needs more reads than `originConcurrency`, neighbouring runs are merged across
+   * gaps of at most this many bytes (smallest gaps first): a few unneeded bytes cost less than
+   * another round trip to a far origin.
+   */
+  coalesceGapBytes: number;
 }
 
-export const DEFAULT_HIERARCHY: HierarchyConfig = { isolateBytes: 32 << 20, hotSetBytes: 8 << 20, pageBytes: 32 << 10, originConcurrency: 6 };
+export const DEFAULT_HIERARCHY: HierarchyConfig = { isolateBytes: 32 << 20, hotSetBytes: 8 << 20, pageBytes: 32 << 10, originConcurrency: 6, coalesceGapBytes: 256 << 10 };
 
 type Tables = NonNullable<BundleManifest['tables']>;
 
@@ -164,22 +170,17 @@ export class MemoryHierarchy {
     }
   }
 
-  /** Coalesces adjacent pages of a shard into runs, reads each run with one range read. */
+  /** Coalesces the pages of a shard into runs and reads each run with one range read. */
   private async readFromOrigin(version: string, tables: Tables, io: RequestIO, entries: { ref: PageRef; ids: number[] }[], found: Map<number, Uint8Array>): Promise<void> {
     const { origin, stats } = io;
     const { rowBytes } = tables.layout;
     const rowsPerPage = this.rowsPerPage(tables.layout);
-    entries.sort((a, b) => a.ref.shard.firstToken - b.ref.shard.firstToken || a.ref.page - b.ref.page);
-    const runs: { shard: TableShard; entries: typeof entries }[] = [];
-    for (const entry of entries) {
-      const last = runs.at(-1);
-      if (last && last.shard === entry.ref.shard && last.entries.at(-1)!.ref.page + 1 === entry.ref.page) last.entries.push(entry);
-      else runs.push({ shard: entry.ref.shard, entries: [entry] });
-    }
+    const pageBytes = rowsPerPage * rowBytes;
+    const runs = this.planRuns(entries, pageBytes);
     await mapWithConcurrency(runs, this.config.originConcurrency, async (run) => {
       const firstPage = run.entries[0].ref.page;
-      const offset = firstPage * rowsPerPage * rowBytes;
-      const length = Math.min(run.entries.length * rowsPerPage * rowBytes, run.shard.bytes - offset);
+      const offset = firstPage * pageBytes;
+      const length = Math.min((run.entries.at(-1)!.ref.page - firstPage + 1) * pageBytes, run.shard.bytes - offset);
       const bytes = await origin.read(run.shard, offset, length);
       if (bytes.byteLength !== length) throw new FlexmemError(`memory rows missing at the origin: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
       stats.originRequests++;
@@ -192,6 +193,31 @@ export class MemoryHierarchy {
         for (const cache of this.pageCaches) io.background(cache.put(entry.ref.key, copy).catch(() => {}));
       }
     });
+  }
+
+  /**
+   * Runs of pages to read: adjacent pages always share a read; while there are more runs than
+   * reads in flight, the two neighbouring runs with the smallest gap (up to coalesceGapBytes)
+   * become one, so a prompt's rows tend to arrive in a single wave.
+   */
+  private planRuns(entries: { ref: PageRef; ids: number[] }[], pageBytes: number): { shard: TableShard; entries: { ref: PageRef; ids: number[] }[] }[] {
+    entries.sort((a, b) => a.ref.shard.firstToken - b.ref.shard.firstToken || a.ref.page - b.ref.page);
+    const runs: { shard: TableShard; entries: typeof entries }[] = [];
+    for (const entry of entries) {
+      const last = runs.at(-1);
+      if (last && last.shard === entry.ref.shard && last.entries.at(-1)!.ref.page + 1 === entry.ref.page) last.entries.push(entry);
+      else runs.push({ shard: entry.ref.shard, entries: [entry] });
+    }
+    const gapAfter = (i: number) =>
+      runs[i].shard === runs[i + 1].shard ? (runs[i + 1].entries[0].ref.page - runs[i].entries.at(-1)!.ref.page - 1) * pageBytes : Infinity;
+    while (runs.length > this.config.originConcurrency) {
+      let best = -1;
+      for (let i = 0; i + 1 < runs.length; i++) if (best === -1 || gapAfter(i) < gapAfter(best)) best = i;
+      if (best === -1 || gapAfter(best) > this.config.coalesceGapBytes) break;
+      runs[best].entries.push(...runs[best + 1].entries);
+      runs.splice(best + 1, 1);
+    }
+    return runs;
   }
 
   private rowsPerPage(layout: RowLayout): number {
