@@ -24,10 +24,14 @@ RUNS = {
     "memoryllm": dict(architecture="memoryllm", num_hidden_layers=22, intermediate_size=256,
                       memory_intermediate_size=256),
     "dense_total": dict(architecture="dense", num_hidden_layers=22, intermediate_size=256),
+    # a second equal-TOTAL dense baseline, wide and shallow instead of deep and narrow:
+    # d = 288, 6 layers, SwiGLU 736, head_dim 72 -> 6.49 M total
+    "dense_total_wide": dict(architecture="dense", num_hidden_layers=6, intermediate_size=736,
+                             hidden_size=288, head_dim=72),
 }
-ORDER = ["flex", "meki", "dense", "memoryllm", "dense_total"]
+ORDER = ["flex", "meki", "dense", "memoryllm", "dense_total", "dense_total_wide"]
 
 
 def config(name):
     from model import Config
-    return Config(**COMMON, **RUNS[name])
+    return Config(**{**COMMON, **RUNS[name]})

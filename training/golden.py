@@ -43,10 +43,12 @@ def golden(name):
                 nxt = int(torch.argmax(logits))
                 cont.append(nxt); seq.append(nxt)
         arr = np.stack(rows).astype("<f4")
+        top2 = np.sort(arr[:N_NEW], axis=1)[:, -2:]
+        margin = float((top2[:, 1] - top2[:, 0]).min())  # smallest greedy top-1/top-2 gap
         assert arr.shape == (N_NEW + 1, m.config.vocab_size)
         out["prompts"].append({"text": text, "prompt_ids": ids, "continuation_ids": cont,
                                "continuation_text": tok.decode(cont),
-                               "logits_shape": list(arr.shape),
+                               "logits_shape": list(arr.shape), "min_greedy_margin": margin,
                                "logits_f32_b64": base64.b64encode(arr.tobytes()).decode()})
         print(f"{name}: {text!r} -> {tok.decode(cont)!r}")
     dst = os.path.join(ROOT, "tests", "fixtures", "golden", f"{name}.json")
