@@ -9,27 +9,53 @@ export interface SamplingOptions {
   topP: number;
 }
 
-/** Picks the next token from one position's logits. Deterministic for a given Random state. */
+/**
+ * Picks the next token from one position's logits. Deterministic for a given Random state.
+ * Without top-k or top-p it draws straight from softmax(logits / T) in id order, with no sort: a
+ * full sort of the vocabulary per token cost as much as a decode step (docs/BENCHMARKS.md).
+ */
 export function sampleToken(logits: Float32Array, options: SamplingOptions, rng: Random): number {
   if (options.temperature === 0) return argmax(logits);
-  let candidates = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
-  if (options.topK > 0) candidates = candidates.slice(0, options.topK);
+  const filtered = (options.topK > 0 && options.topK < logits.length) || options.topP < 1;
+  if (!filtered) return drawFromSoftmax(logits, options.temperature, rng);
+  // Candidate ids, most likely first.
+  const candidates =
+    options.topK > 0 && options.topK < logits.length
+      ? topLogProbabilities(logits, options.topK).map((t) => t.id)
+      : Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
+  let top = -Infinity;
+  for (const id of candidates) top = Math.max(top, logits[id]);
   // softmax(logits / T) over the candidates, stable with the max subtracted.
-  const top = logits[candidates[0]];
-  const weights = candidates.map((id) => Math.exp((logits[id] - top) / options.temperature));
-  const total = weights.reduce((a, b) => a + b, 0);
+  const weights = new Float64Array(candidates.length);
+  let total = 0;
+  candidates.forEach((id, i) => (total += weights[i] = Math.exp((logits[id] - top) / options.temperature)));
   let kept = candidates.length;
   if (options.topP < 1) {
     let cumulative = 0;
     kept = candidates.findIndex((_, i) => (cumulative += weights[i] / total) >= options.topP) + 1 || candidates.length;
+    total = weights.subarray(0, kept).reduce((a, b) => a + b, 0);
   }
-  const keptTotal = weights.slice(0, kept).reduce((a, b) => a + b, 0);
-  let r = rng.next() * keptTotal;
+  let r = rng.next() * total;
   for (let i = 0; i < kept; i++) {
     r -= weights[i];
     if (r < 0) return candidates[i];
   }
   return candidates[kept - 1];
+}
+
+/** One draw from softmax(logits / T) over the whole vocabulary, in id order. */
+function drawFromSoftmax(logits: Float32Array, temperature: number, rng: Random): number {
+  let top = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > top) top = logits[i];
+  const weights = new Float64Array(logits.length);
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += weights[i] = Math.exp((logits[i] - top) / temperature);
+  let r = rng.next() * total;
+  for (let i = 0; i < logits.length; i++) {
+    r -= weights[i];
+    if (r < 0) return i;
+  }
+  return logits.length - 1;
 }
 
 export function argmax(values: Float32Array): number {
