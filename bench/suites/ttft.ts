@@ -1,0 +1,116 @@
+/**
+ * Issue 6, item 6: time to first token on a cold isolate (a new Miniflare instance, so a new
+ * workerd process), with the origin at local speed and 20 ms away, and what it is made of:
+ * instance start, first request on the isolate, bundle load (pointer, manifest, graph and
+ * tokenizer reads, sha256, ORT session), the prompt's first origin reads, and the prefill.
+ * The bundle load is split further by the bench worker, one phase per request on a fresh isolate.
+ */
+import { requestJson, streamCompletion, type StreamResult } from '../lib/client.ts';
+import type { Context } from '../lib/context.ts';
+import { IsolateInspector } from '../lib/inspector.ts';
+import { summarize, type Summary } from '../lib/stats.ts';
+import { launchWorker, processMemory, seedR2 } from '../lib/worker.ts';
+
+export interface ColdStart {
+  latencyMs: number;
+  instanceStartMs: number;
+  firstRequestMs: number;
+  cold: { headersMs: number; startMs: number; firstDeltaMs: number; timing: Record<string, any> };
+  warm: { headersMs: number; startMs: number; firstDeltaMs: number; timing: Record<string, any> };
+}
+
+export interface TtftResult {
+  suite: 'ttft';
+  reps: number;
+  promptTokens: number;
+  runs: ColdStart[];
+  summary: Record<string, Record<string, Summary>>;
+  phases: Record<string, Summary>;
+  /** workerd process RSS after each phase of the bench worker's bundle load, MiB (median). */
+  phaseRss: Record<string, Summary>;
+  /** The isolate's V8 heap used + ArrayBuffers after each phase, MiB (median). */
+  phaseHeap: Record<string, Summary>;
+}
+
+const view = (r: StreamResult) => ({ headersMs: r.headersMs, startMs: r.events[0]?.at ?? NaN, firstDeltaMs: r.deltas[0] ?? NaN, timing: r.timing ?? {} });
+
+export async function runTtft(ctx: Context): Promise<TtftResult> {
+  const reps = ctx.rounds(4, 1);
+  const promptTokens = 64;
+  const demo = await ctx.demoBundle();
+  const edge = ctx.edgeScript();
+  const bench = ctx.benchScript();
+  const prompt = await ctx.prompt(promptTokens);
+  const body = { model: 'flex', prompt, max_tokens: 1, temperature: 0.8, seed: 11 };
+  const edgeSeed = await seedR2(edge, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
+  const benchSeed = await seedR2(bench, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
+  const runs: ColdStart[] = [];
+  const phaseTimes: Record<string, number[]> = { 'first request (no bundle)': [], read: [], hash: [], tokenizer: [], session: [], session2: [] };
+  const phaseRss: Record<string, number[]> = { ready: [], ...Object.fromEntries(Object.keys(phaseTimes).map((k) => [k, [] as number[]])), 'after 200 decode steps': [] };
+  const phaseHeap: Record<string, number[]> = Object.fromEntries(Object.keys(phaseRss).map((k) => [k, [] as number[]]));
+  const rss = (pid: number | null) => (pid ? (processMemory(pid)?.rss ?? NaN) / 2 ** 20 : NaN);
+  for (let rep = 0; rep < reps; rep++) {
+    for (const latencyMs of rep % 2 ? [20, 0] : [0, 20]) {
+      const w = await launchWorker({ scriptDir: edge, seed: edgeSeed, vars: { ...ctx.vars, ...(latencyMs ? { ORIGIN_LATENCY_MS: String(latencyMs) } : {}) } });
+      try {
+        const health = await requestJson(w.url, '/health');
+        const cold = await streamCompletion(w.url, body);
+        const warm = await streamCompletion(w.url, body);
+        runs.push({ latencyMs, instanceStartMs: w.startMs, firstRequestMs: health.ms, cold: view(cold), warm: view(warm) });
+      } finally {
+        await w.dispose();
+      }
+    }
+    const b = await launchWorker({ scriptDir: bench, seed: benchSeed, inspect: true });
+    const inspector = b.inspectorPort ? await IsolateInspector.connect(b.inspectorPort).catch(() => null) : null;
+    const record = async (phase: string) => {
+      phaseRss[phase].push(rss(b.pid));
+      const h = inspector ? await inspector.heap().catch(() => null) : null;
+      phaseHeap[phase].push(h ? (h.usedSize + h.backingStorageSize) / 2 ** 20 : NaN);
+    };
+    try {
+      await record('ready');
+      phaseTimes['first request (no bundle)'].push((await requestJson(b.url, '/clock?spin=0')).ms);
+      await record('first request (no bundle)');
+      for (const phase of ['read', 'hash', 'tokenizer', 'session', 'session2'] as const) {
+        const r = await requestJson(b.url, '/phase', { model: 'flex', phase });
+        if (r.status !== 200) throw new Error(`bench worker /phase ${phase}: ${JSON.stringify(r.json)}`);
+        phaseTimes[phase].push(r.ms);
+        await record(phase);
+      }
+      const ids = await ctx.validationIds(232);
+      const steps = await requestJson(b.url, '/phase', { model: 'flex', phase: 'steps', ids });
+      if (steps.status !== 200) throw new Error(`bench worker /phase steps: ${JSON.stringify(steps.json)}`);
+      await record('after 200 decode steps');
+    } finally {
+      inspector?.close();
+      await b.dispose();
+    }
+    ctx.log(`ttft: rep ${rep + 1}/${reps} done`);
+  }
+  const summary: TtftResult['summary'] = {};
+  for (const latencyMs of [0, 20]) {
+    const rs = runs.filter((r) => r.latencyMs === latencyMs);
+    const s = (f: (r: ColdStart) => number) => summarize(rs.map(f));
+    summary[String(latencyMs)] = {
+      instanceStart: s((r) => r.instanceStartMs),
+      firstRequest: s((r) => r.firstRequestMs),
+      bundleLoad: s((r) => r.cold.headersMs),
+      ttftCold: s((r) => r.cold.firstDeltaMs),
+      prefillCold: s((r) => r.cold.firstDeltaMs - r.cold.startMs),
+      memoryWaitCold: s((r) => r.cold.timing.memory_wait_ms),
+      originRequestsCold: s((r) => r.cold.timing.origin_requests),
+      ttftWarm: s((r) => r.warm.firstDeltaMs),
+      prefillWarm: s((r) => r.warm.firstDeltaMs - r.warm.startMs),
+      memoryWaitWarm: s((r) => r.warm.timing.memory_wait_ms),
+      headersWarm: s((r) => r.warm.headersMs),
+    };
+  }
+  const phases: Record<string, Summary> = {};
+  for (const [k, v] of Object.entries(phaseTimes)) phases[k] = summarize(v);
+  const rssSummary: Record<string, Summary> = {};
+  for (const [k, v] of Object.entries(phaseRss)) rssSummary[k] = summarize(v);
+  const heapSummary: Record<string, Summary> = {};
+  for (const [k, v] of Object.entries(phaseHeap)) heapSummary[k] = summarize(v);
+  return { suite: 'ttft', reps, promptTokens, runs, summary, phases, phaseRss: rssSummary, phaseHeap: heapSummary };
+}

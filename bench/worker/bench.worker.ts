@@ -1,0 +1,180 @@
+/**
+ * A benchmark-only worker (never deployed): the project's own Decoder, MemoryHierarchy and
+ * onnxruntime-web setup, driven in loops so that a whole request can be timed from the client.
+ * workerd's clocks only advance across I/O, so nothing here times itself: the client sends the
+ * same loop with N and with 0 steps and takes the difference.
+ *
+ *   GET  /clock?spin=N   how far Date.now()/performance.now() move during N busy iterations
+ *   POST /steps          {model, rows: 'hot'|'zero'|'none', ids, prefill, steps}
+ *   POST /lookups        {model, ids, n}: n single-row lookups from the hot set (L0)
+ *   POST /decode         {model, impl: 'src'|'lut', n}: n f16 row decodes (src decodeRow or a LUT)
+ *   POST /overhead       {model, what, n, vocab?}: per-token work outside session.run, n times:
+ *                        'sample' (sampleToken, temperature 0.8, over `vocab` logits), 'greedy'
+ *                        (temperature 0), 'stream' (TextStreamer.push over n validation ids),
+ *                        'yield' (await setTimeout(0), as generateText does once per token)
+ *   POST /phase          {model, phase}: one phase of loading a bundle on a fresh isolate, so a
+ *                        cold start can be split from the client: 'read' (pointer, manifest,
+ *                        graph, tokenizer), 'hash' (sha256 of graph + tokenizer), 'tokenizer'
+ *                        (parse tokenizer.json), 'session' (first
+ *                        InferenceSession: wasm instantiation + graph), 'session2' (a second one),
+ *                        'steps' (prefill 32 + the rest of `ids` as decode steps on the first session)
+ */
+import type { InferenceSession } from 'onnxruntime-common';
+import { parseManifest, type BundleManifest } from '../../src/bundle/manifest.ts';
+import type { RowSource } from '../../src/bundle/row-source.ts';
+import { decodeRow } from '../../src/bundle/row-codec.ts';
+import { DEFAULT_HIERARCHY, MemoryHierarchy } from '../../src/memory/memory-hierarchy.ts';
+import { bundleKey, pointerKey } from '../../src/storage/object-store.ts';
+import { onnxRuntime } from '../../workers/onnx-runtime.ts';
+import { decodeRowF16Lut } from '../lib/f16-lut.ts';
+import { runLookups, runSteps, zeroRows } from '../lib/steps.ts';
+import { sha256Hex } from '../../src/util/sha256.ts';
+import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
+import { sampleToken } from '../../src/engine/sampler.ts';
+import { TextStreamer } from '../../src/engine/generate.ts';
+import { Random } from '../../src/util/random.ts';
+
+interface Env {
+  BUNDLES: R2Bucket;
+}
+
+interface Loaded {
+  version: string;
+  manifest: BundleManifest;
+  session: InferenceSession;
+  hot: RowSource | null;
+}
+
+const loaded = new Map<string, Promise<Loaded>>();
+const phases = new Map<string, { manifest: BundleManifest; graph: Uint8Array; tokenizer: Uint8Array; sessions: InferenceSession[] }>();
+
+async function getBytes(env: Env, key: string, range?: { offset: number; length: number }): Promise<Uint8Array> {
+  const object = await env.BUNDLES.get(key, range ? { range } : undefined);
+  if (!object) throw new Error(`missing object ${key}`);
+  return new Uint8Array(await object.arrayBuffer());
+}
+
+async function load(env: Env, model: string): Promise<Loaded> {
+  const pointer = JSON.parse(new TextDecoder().decode(await getBytes(env, pointerKey(model)))) as { version: string };
+  const version = pointer.version;
+  const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(version, 'manifest.json')))));
+  const ort = onnxRuntime();
+  const session = await ort.InferenceSession.create(await getBytes(env, bundleKey(version, manifest.objects.compute.path)));
+  let hot: RowSource | null = null;
+  if (manifest.tables) {
+    const tableBytes = manifest.tables.shards.reduce((n, s) => n + s.bytes, 0);
+    const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, isolateBytes: tableBytes + (1 << 20), hotSetBytes: tableBytes });
+    // The reader's first argument is an object path (older src) or a manifest object (newer src).
+    const reader = {
+      read: (object: string | { path: string; from?: string }, offset: number, length: number) =>
+        typeof object === 'string' ? getBytes(env, bundleKey(version, object), { offset, length }) : getBytes(env, bundleKey(object.from ?? version, object.path), { offset, length }),
+    };
+    hot = (hierarchy.rowsFor as (...args: unknown[]) => RowSource)(version, manifest.tables, reader);
+    await hierarchy.hotSetReady(version);
+  }
+  return { version, manifest, session, hot };
+}
+
+const tokenizers = new Map<string, Promise<TextTokenizer>>();
+function tokenizerOf(env: Env, name: string): Promise<TextTokenizer> {
+  let entry = tokenizers.get(name);
+  if (!entry) {
+    entry = (async () => {
+      const m = await model(env, name);
+      return new TextTokenizer(JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(m.version, m.manifest.objects.tokenizer.path)))));
+    })();
+    tokenizers.set(name, entry);
+  }
+  return entry;
+}
+
+function model(env: Env, name: string): Promise<Loaded> {
+  let entry = loaded.get(name);
+  if (!entry) {
+    entry = load(env, name);
+    loaded.set(name, entry);
+    entry.catch(() => loaded.delete(name));
+  }
+  return entry;
+}
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const url = new URL(request.url);
+    try {
+      if (url.pathname === '/clock') {
+        const spin = Number(url.searchParams.get('spin') ?? 1e7);
+        const d0 = Date.now();
+        const p0 = performance.now();
+        let x = 0;
+        for (let i = 0; i < spin; i++) x = (x + Math.sqrt(i)) % 1e9;
+        return Response.json({ dateDelta: Date.now() - d0, perfDelta: performance.now() - p0, x });
+      }
+      if (url.pathname === '/steps') {
+        const body = (await request.json()) as { model: string; rows: 'hot' | 'zero' | 'none'; ids: number[]; prefill: number; steps: number };
+        const m = await model(env, body.model);
+        const ort = onnxRuntime();
+        const rows = body.rows === 'none' ? null : body.rows === 'zero' ? zeroRows(m.manifest.tables!.layout.rowValues) : m.hot;
+        const checksum = await runSteps(m.session, ort.Tensor, m.manifest.config, rows, body);
+        return Response.json({ checksum });
+      }
+      if (url.pathname === '/lookups') {
+        const body = (await request.json()) as { model: string; ids: number[]; n: number };
+        const m = await model(env, body.model);
+        return Response.json({ checksum: await runLookups(m.hot!, body.ids, body.n) });
+      }
+      if (url.pathname === '/decode') {
+        const body = (await request.json()) as { model: string; impl: 'src' | 'lut'; n: number };
+        const m = await model(env, body.model);
+        const layout = m.manifest.tables!.layout;
+        const row = new Uint8Array(layout.rowBytes);
+        for (let i = 0; i < row.length; i += 2) row[i + 1] = 0x3c; // 1.0 in f16
+        const out = new Float32Array(layout.rowValues);
+        const decode = body.impl === 'lut' ? decodeRowF16Lut : decodeRow;
+        for (let i = 0; i < body.n; i++) decode(row, layout, out, 0);
+        return Response.json({ checksum: out[0] });
+      }
+      if (url.pathname === '/overhead') {
+        const body = (await request.json()) as { model: string; what: 'sample' | 'greedy' | 'stream' | 'yield'; n: number; vocab?: number; ids?: number[] };
+        let checksum = 0;
+        if (body.what === 'sample' || body.what === 'greedy') {
+          const rng = new Random(1);
+          const logits = Float32Array.from({ length: body.vocab ?? 4096 }, () => rng.normal() * 3);
+          for (let i = 0; i < body.n; i++) checksum += sampleToken(logits, { temperature: body.what === 'greedy' ? 0 : 0.8, topK: 0, topP: 1 }, rng);
+        } else if (body.what === 'stream') {
+          const tokenizer = await tokenizerOf(env, body.model);
+          const streamer = new TextStreamer((ids) => tokenizer.decode(ids));
+          const ids = body.ids ?? [];
+          for (let i = 0; i < body.n; i++) checksum += streamer.push(ids[i % ids.length]).length;
+        } else {
+          for (let i = 0; i < body.n; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+        return Response.json({ checksum });
+      }
+      if (url.pathname === '/phase') {
+        const body = (await request.json()) as { model: string; phase: 'read' | 'hash' | 'tokenizer' | 'session' | 'session2' | 'steps'; ids?: number[] };
+        if (body.phase === 'read') {
+          const pointer = JSON.parse(new TextDecoder().decode(await getBytes(env, pointerKey(body.model)))) as { version: string };
+          const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(pointer.version, 'manifest.json')))));
+          const [graph, tokenizer] = await Promise.all([getBytes(env, bundleKey(pointer.version, manifest.objects.compute.path)), getBytes(env, bundleKey(pointer.version, manifest.objects.tokenizer.path))]);
+          phases.set(body.model, { manifest, graph, tokenizer, sessions: [] });
+          return Response.json({ bytes: graph.byteLength + tokenizer.byteLength });
+        }
+        const state = phases.get(body.model);
+        if (!state) throw new Error('phase read first');
+        if (body.phase === 'tokenizer') return Response.json({ vocab: new TextTokenizer(JSON.parse(new TextDecoder().decode(state.tokenizer))) ? 1 : 0 });
+        if (body.phase === 'steps') {
+          const ids = body.ids ?? [];
+          const rows = state.manifest.tables ? zeroRows(state.manifest.tables.layout.rowValues) : null;
+          return Response.json({ checksum: await runSteps(state.sessions[0], onnxRuntime().Tensor, state.manifest.config, rows, { ids, prefill: 32, steps: ids.length - 32 }) });
+        }
+        if (body.phase === 'hash') return Response.json({ hashes: [await sha256Hex(state.graph), await sha256Hex(state.tokenizer)] });
+        state.sessions.push(await onnxRuntime().InferenceSession.create(state.graph));
+        return Response.json({ sessions: state.sessions.length });
+      }
+      return new Response('not found', { status: 404 });
+    } catch (error) {
+      return Response.json({ error: String((error as Error)?.stack ?? error) }, { status: 500 });
+    }
+  },
+};
