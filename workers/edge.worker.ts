@@ -48,9 +48,12 @@ function servingFor(c: Context<{ Bindings: Env }>): Serving {
     rowsFor: (bundle, stats) => {
       const tables = bundle.manifest.tables;
       if (!tables) return null;
+      // One retry: a dropped connection to the origin should not end a generation.
+      const get = (key: string, offset: number, length: number) => origin.get(key, { offset, length });
       const reader = {
         read: async (object: BundleObject, offset: number, length: number) => {
-          const bytes = await origin.get(objectKey(bundle.version, object), { offset, length });
+          const key = objectKey(bundle.version, object);
+          const bytes = await get(key, offset, length).catch(() => get(key, offset, length));
           return bytes ?? new Uint8Array(0);
         },
       };

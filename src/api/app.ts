@@ -78,6 +78,7 @@ export function createApiApp<E extends object>(servingFor: (c: Context<{ Binding
   app.onError((error) => {
     if (error instanceof ApiError) return error.toResponse();
     if (error instanceof UnknownModelError) return new ApiError(404, error.message, 'not_found_error', 'model', 'model_not_found').toResponse();
+    console.error('request failed:', error);
     const message = error instanceof FlexmemError ? error.message : 'The server had an error while processing your request.';
     return new ApiError(500, message, 'server_error').toResponse();
   });
@@ -182,6 +183,7 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
           controller.enqueue(event('[DONE]'));
           controller.close();
         } catch (error) {
+          console.error('generation failed:', error);
           const message = error instanceof FlexmemError ? error.message : 'The server had an error while generating.';
           controller.enqueue(event({ error: { message, type: 'server_error', param: null, code: null } }));
           controller.close();

@@ -51,6 +51,17 @@ describe('the memory hierarchy', () => {
     }
   });
 
+  it('on a cold isolate, waits for the hot set instead of reading its rows twice: one wave', async () => {
+    const hotRows = 100;
+    const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, hotSetBytes: hotRows * layout.rowBytes, pageBytes: 1, coalesceGapBytes: 0 });
+    const { reads, reader } = countingOrigin();
+    const stats = emptyTierStats();
+    const out = await hierarchy.rowsFor('v3', tables, reader, stats).rows([3, 50, 99, 400]);
+    expect([0, 1, 2, 3].map((i) => out[i * layout.rowValues])).toEqual([3, 50, 99, 400]);
+    expect(reads).toEqual([{ offset: 0, length: hotRows * layout.rowBytes }, { offset: 400 * layout.rowBytes, length: layout.rowBytes }]);
+    expect(stats.rows).toMatchObject({ hot: 3, origin: 1 });
+  });
+
   it('serves a patch override before the table', async () => {
     const hierarchy = new MemoryHierarchy([], DEFAULT_HIERARCHY);
     const override = encodeRows(new Float32Array(layout.rowValues).fill(-1), 1, layout);

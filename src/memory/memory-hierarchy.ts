@@ -66,6 +66,8 @@ interface PageRef {
 export class MemoryHierarchy {
   private readonly isolate: IsolateRowCache;
   private readonly hotLoads = new Map<string, Promise<void>>();
+  /** Hot-set loads still in flight, with the number of rows they bring. */
+  private readonly pendingHot = new Map<string, number>();
 
   constructor(
     private readonly pageCaches: PageCache[],
@@ -98,7 +100,15 @@ export class MemoryHierarchy {
         const patched = new Set(ids.filter((id) => overrides.has(id)));
         stats.lookups += patched.size;
         stats.rows.patch += patched.size;
-        const bytes = await this.fetchRows(tableVersion, tables, io, ids.filter((id) => !patched.has(id)));
+        const wanted = ids.filter((id) => !patched.has(id));
+        // While the hot set is on its way, its rows are waited for rather than read a second time:
+        // a cold prompt then needs one wave (the hot set and the rest, in parallel).
+        const hotCount = this.pendingHot.get(tableVersion) ?? 0;
+        const [hot, rest] = await Promise.all([
+          (this.hotLoads.get(tableVersion) ?? Promise.resolve()).then(() => this.fetchRows(tableVersion, tables, io, wanted.filter((id) => id < hotCount))),
+          this.fetchRows(tableVersion, tables, io, wanted.filter((id) => id >= hotCount)),
+        ]);
+        const bytes = new Map([...hot, ...rest]);
         for (const id of patched) bytes.set(id, overrides.get(id)!);
         const out = new Float32Array(ids.length * layout.rowValues);
         ids.forEach((id, i) => decodeRow(bytes.get(id)!, layout, out, i * layout.rowValues));
@@ -234,15 +244,22 @@ export class MemoryHierarchy {
 
   /** Reads the hot set (rows [0, n) of the first shard) once per version, in the background. */
   private startHotSetLoad(version: string, tables: Tables, io: RequestIO): void {
-    if (this.hotLoads.has(version) || this.config.hotSetBytes < tables.layout.rowBytes) return;
+    if (this.hotLoads.has(version)) return;
     const shard = tables.shards[0];
     const count = Math.min(shard.tokenCount, Math.floor(this.config.hotSetBytes / tables.layout.rowBytes));
+    if (count === 0) {
+      this.hotLoads.set(version, Promise.resolve());
+      return;
+    }
+    this.pendingHot.set(version, count);
     const load = (async () => {
       const bytes = await io.origin.read(shard, 0, count * tables.layout.rowBytes);
       if (bytes.byteLength === count * tables.layout.rowBytes) this.isolate.setHotSet(version, tables.layout.rowBytes, bytes);
-    })().catch(() => {
-      this.hotLoads.delete(version); // a failed load is retried by a later request
-    });
+    })()
+      .catch(() => {
+        this.hotLoads.delete(version); // a failed load is retried by a later request
+      })
+      .finally(() => this.pendingHot.delete(version));
     this.hotLoads.set(version, load);
     io.background(load);
   }
