@@ -9,7 +9,9 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statS
 import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
 import { publishBundle } from '../../cli/publish.ts';
-import type { ByteRange, ObjectStore, PutOptions } from '../../src/storage/object-store.ts';
+import { miniflareR2Store } from '../../cli/stores/miniflare-r2.ts';
+import type { ObjectStore } from '../../src/storage/object-store.ts';
+import { workerScript } from '../../tests/helpers/miniflare-worker.ts';
 import { freePort } from './inspector.ts';
 import { WORK } from './paths.ts';
 
@@ -117,7 +119,6 @@ export async function launchAll(list: LaunchOptions[]): Promise<Launched[]> {
 
 async function launch(options: LaunchOptions, spawned: () => void): Promise<Launched> {
   const dir = options.scriptDir;
-  const files = readdirSync(dir);
   const before = workerdChildren();
   const persist = options.persistDir ?? join(WORK, 'mf', `${process.pid}-${Math.random().toString(36).slice(2)}`);
   rmSync(persist, { recursive: true, force: true });
@@ -127,13 +128,7 @@ async function launch(options: LaunchOptions, spawned: () => void): Promise<Laun
   const started = performance.now();
   const mf = new Miniflare({
     ...(inspectorPort ? { inspectorPort } : {}),
-    modules: [
-      { type: 'ESModule', path: join(dir, files.find((f) => f.endsWith('.js'))!) },
-      ...files.filter((f) => f.endsWith('.wasm')).map((f) => ({ type: 'CompiledWasm' as const, path: join(dir, f) })),
-    ],
-    modulesRoot: dir,
-    compatibilityDate: '2026-04-20',
-    compatibilityFlags: ['enable_request_signal'],
+    ...workerScript(dir),
     r2Buckets: { BUNDLES: 'flexmem-bundles' },
     kvNamespaces: options.kv ? ['ROWS_KV'] : [],
     bindings: { ...options.vars },
@@ -148,28 +143,7 @@ async function launch(options: LaunchOptions, spawned: () => void): Promise<Laun
   spawned();
   const url = (await mf.ready).toString().replace(/\/$/, '');
   const startMs = performance.now() - started;
-  const r2 = await mf.getR2Bucket('BUNDLES');
-  const bucket: ObjectStore = {
-    get: async (key: string, range?: ByteRange) => {
-      const object = await r2.get(key, range ? { range } : undefined);
-      return object ? new Uint8Array(await object.arrayBuffer()) : null;
-    },
-    put: async (key: string, body: Uint8Array, options?: PutOptions) => {
-      await r2.put(key, body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer);
-      options?.onProgress?.(body.byteLength);
-    },
-    list: async (prefix: string) => {
-      const keys: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await r2.list({ prefix, cursor });
-        keys.push(...page.objects.map((o) => o.key));
-        cursor = page.truncated ? page.cursor : undefined;
-      } while (cursor);
-      return keys.sort();
-    },
-    delete: async (key: string) => r2.delete(key),
-  };
+  const bucket: ObjectStore = miniflareR2Store(await mf.getR2Bucket('BUNDLES'));
   return {
     url,
     mf,

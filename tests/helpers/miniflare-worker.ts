@@ -21,17 +21,24 @@ export interface RunningWorker {
   dispose(): Promise<void>;
 }
 
-export async function launchWorker(workerDir: string, options: WorkerOptions = {}): Promise<RunningWorker> {
+/** The Miniflare options that load wrangler's bundle of the worker, as wrangler.toml configures it. */
+export function workerScript(workerDir: string) {
   const files = readdirSync(workerDir);
-  const mf = new Miniflare({
+  return {
     // Listed explicitly: Miniflare's module scan trips on onnxruntime-web's dynamic import().
     modules: [
-      { type: 'ESModule', path: join(workerDir, files.find((f) => f.endsWith('.js'))!) },
+      { type: 'ESModule' as const, path: join(workerDir, files.find((f) => f.endsWith('.js'))!) },
       ...files.filter((f) => f.endsWith('.wasm')).map((f) => ({ type: 'CompiledWasm' as const, path: join(workerDir, f) })),
     ],
     modulesRoot: workerDir,
     compatibilityDate: '2026-04-20',
     compatibilityFlags: ['enable_request_signal'],
+  };
+}
+
+export async function launchWorker(workerDir: string, options: WorkerOptions = {}): Promise<RunningWorker> {
+  const mf = new Miniflare({
+    ...workerScript(workerDir),
     r2Buckets: { BUNDLES: 'flexmem-bundles' },
     kvNamespaces: options.kv ? ['ROWS_KV'] : [],
     bindings: { POINTER_TTL_SECONDS: '1', ...options.vars },
