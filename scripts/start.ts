@@ -5,17 +5,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Miniflare } from 'miniflare';
 import { buildBundle } from '../cli/build-bundle.ts';
 import { publishBundle } from '../cli/publish.ts';
 import { writeRandomCheckpoint } from '../cli/random-checkpoint.ts';
-import { miniflareR2Store } from '../cli/stores/miniflare-r2.ts';
+import { withTarget, WRANGLER_STATE } from '../cli/targets.ts';
 
 const PORT = Number(process.env.PORT ?? 8787);
 const WORK = '.flexmem';
-/** Where wrangler dev keeps local state (its default), so the seeded bucket is the one it serves. */
-const PERSIST = '.wrangler/state/v3';
-const BUCKET = 'flexmem-bundles';
 
 /** The demo checkpoints: the trained ones under models/, or a random tiny one until they exist. */
 function demoCheckpoints(): { model: string; checkpoint: string }[] {
@@ -26,17 +22,14 @@ function demoCheckpoints(): { model: string; checkpoint: string }[] {
   return [{ model: 'tiny-random', checkpoint }];
 }
 
+/** Publishes the bundles to the `local` target: wrangler dev's own R2 state, so it serves them. */
 async function seedLocalBucket(bundles: { model: string; dir: string }[]): Promise<void> {
-  const mf = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(); } }', r2Buckets: { BUNDLES: BUCKET }, defaultPersistRoot: PERSIST });
-  try {
-    const store = miniflareR2Store(await mf.getR2Bucket('BUNDLES'));
+  await withTarget('local', { persistTo: WRANGLER_STATE }, async ({ store }) => {
     for (const { model, dir } of bundles) {
       const result = await publishBundle(store, dir, { model });
       console.log(`seeded ${model} -> bundle ${result.version}${result.alreadyPublished ? ' (already there)' : ''}`);
     }
-  } finally {
-    await mf.dispose();
-  }
+  });
 }
 
 /** Names, sizes and times of a checkpoint's files: a changed checkpoint gets a fresh bundle. */
