@@ -132,7 +132,7 @@ async function complete(raw: Request, serving: Serving, endpoint: Endpoint, requ
   const tokenText = tokenTextOf((id) => bundle.tokenizer.tokenBytes(id));
   const logprobsOf = (tokens: TokenLogprob[], textOffset = 0) => (request.logprobs === null ? null : formatLogprobs(endpoint, tokens, tokenText, textOffset));
   const stats = emptyTierStats();
-  const timing: StepTiming = { memoryMs: 0, computeMs: 0 };
+  const timing: StepTiming = { memoryMs: 0 };
   const text = generateText(bundle, serving.rowsFor(bundle, stats), serving.Tensor, params, timing, serving.counters, serving.clock);
   const r: ResponseContext = { endpoint, id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: request.model, version: bundle.version };
   const usage = (completionTokens: number) => ({ prompt_tokens: promptIds.length, completion_tokens: completionTokens, total_tokens: promptIds.length + completionTokens });

@@ -47,10 +47,6 @@ export class IsolateRowCache {
     }
   }
 
-  hasHotSet(version: string): boolean {
-    return this.hot.has(version);
-  }
-
   /** Installs a version's hot set: rows of ids [0, count), `rowBytes` each, contiguous. */
   setHotSet(version: string, rowBytes: number, bytes: Uint8Array): void {
     if (this.hot.has(version) || bytes.byteLength > this.budgetBytes) return;
@@ -72,7 +68,4 @@ export class IsolateRowCache {
     }
   }
 
-  get usedBytes(): number {
-    return this.hotBytes + this.lruBytes;
-  }
 }

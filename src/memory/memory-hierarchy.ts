@@ -15,7 +15,6 @@ import type { PageCache } from './page-cache.ts';
 
 /** `patch` rows come from a knowledge edit, held in the isolate with its bundle. */
 export type TierName = 'patch' | 'hot' | 'lru' | 'cache' | 'kv' | 'origin';
-export const TIER_NAMES: readonly TierName[] = ['patch', 'hot', 'lru', 'cache', 'kv', 'origin'];
 
 export interface TierStats {
   /** Distinct rows looked up, summed over the steps of a request. */
@@ -121,10 +120,6 @@ export class MemoryHierarchy {
   forget(version: string): void {
     this.isolate.forget(version);
     this.hotLoads.delete(version);
-  }
-
-  get isolateBytesUsed(): number {
-    return this.isolate.usedBytes;
   }
 
   /** Resolves when the version's hot set is in L0 (for tests and warm-up). */

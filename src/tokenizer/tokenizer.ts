@@ -44,10 +44,6 @@ export class TextTokenizer {
     return this.hf.decode([...ids], { skip_special_tokens: true, clean_up_tokenization_spaces: false });
   }
 
-  idOf(token: string): number | undefined {
-    return this.hf.token_to_id(token);
-  }
-
   /** The exact bytes a token stands for (byte-level BPE tokens may be part of a character). */
   tokenBytes(id: number): Uint8Array {
     const token = this.hf.id_to_token(id) ?? '';
