@@ -8,6 +8,7 @@ import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
 import * as ortNode from 'onnxruntime-node';
 import type { BundleManifest } from '../../src/bundle/manifest.ts';
 import type { RowSource } from '../../src/bundle/row-source.ts';
+import { FileRangeReader } from '../../cli/local-bundle.ts';
 import { DEFAULT_HIERARCHY, MemoryHierarchy } from '../../src/memory/memory-hierarchy.ts';
 import { runLookups, runSteps, zeroRows, type StepPlan } from './steps.ts';
 
@@ -24,11 +25,7 @@ export async function hotRows(dir: string, manifest: BundleManifest): Promise<Ro
   const tables = manifest.tables!;
   const bytes = tables.shards.reduce((n, s) => n + s.bytes, 0);
   const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, isolateBytes: bytes + (1 << 20), hotSetBytes: bytes });
-  const read = async (object: string | { path: string }, offset: number, length: number) => {
-    const file = readFileSync(join(dir, typeof object === 'string' ? object : object.path));
-    return new Uint8Array(file.buffer, file.byteOffset + offset, Math.min(length, file.byteLength - offset));
-  };
-  const rows = (hierarchy.rowsFor as (...args: unknown[]) => RowSource)(manifest.version, tables, { read });
+  const rows = hierarchy.rowsFor(manifest.version, tables, new FileRangeReader(dir));
   await hierarchy.hotSetReady(manifest.version);
   return rows;
 }

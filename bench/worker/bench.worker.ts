@@ -24,7 +24,7 @@ import { parseManifest, type BundleManifest } from '../../src/bundle/manifest.ts
 import type { RowSource } from '../../src/bundle/row-source.ts';
 import { decodeRow } from '../../src/bundle/row-codec.ts';
 import { DEFAULT_HIERARCHY, MemoryHierarchy } from '../../src/memory/memory-hierarchy.ts';
-import { bundleKey, pointerKey } from '../../src/storage/object-store.ts';
+import { bundleKey, objectKey, pointerKey, type BundleObject } from '../../src/storage/object-store.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
 import { decodeRowF16Lut } from '../lib/f16-lut.ts';
 import { runLookups, runSteps, zeroRows } from '../lib/steps.ts';
@@ -64,12 +64,8 @@ async function load(env: Env, model: string): Promise<Loaded> {
   if (manifest.tables) {
     const tableBytes = manifest.tables.shards.reduce((n, s) => n + s.bytes, 0);
     const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, isolateBytes: tableBytes + (1 << 20), hotSetBytes: tableBytes });
-    // The reader's first argument is an object path (older src) or a manifest object (newer src).
-    const reader = {
-      read: (object: string | { path: string; from?: string }, offset: number, length: number) =>
-        typeof object === 'string' ? getBytes(env, bundleKey(version, object), { offset, length }) : getBytes(env, bundleKey(object.from ?? version, object.path), { offset, length }),
-    };
-    hot = (hierarchy.rowsFor as (...args: unknown[]) => RowSource)(version, manifest.tables, reader);
+    const reader = { read: (object: BundleObject, offset: number, length: number) => getBytes(env, objectKey(version, object), { offset, length }) };
+    hot = hierarchy.rowsFor(version, manifest.tables, reader);
     await hierarchy.hotSetReady(version);
   }
   return { version, manifest, session, hot };
