@@ -10,7 +10,7 @@ import cliProgress from 'cli-progress';
 import * as ort from 'onnxruntime-node';
 import { BUNDLE_FORMAT, MANIFEST_FILE, versionId, type BundleManifest, type ObjectRef, type TableShard } from '../src/bundle/manifest.ts';
 import { encodeRows, rowLayout, type RowLayout, type TableDtype } from '../src/bundle/row-codec.ts';
-import { FlexmemError } from '../src/errors.ts';
+import { InputError } from '../src/errors.ts';
 import { GRAPH_IO } from '../src/model/graph-io.ts';
 import { buildDecoderGraph, buildMemoryGraph } from '../src/model/model.ts';
 import { readCheckpoint, readJsonFile, type Checkpoint } from './checkpoint.ts';
@@ -29,7 +29,7 @@ const DEFAULT_SHARD_BYTES = 512 * 1024 * 1024;
 const BATCH_VALUES = 4 * 1024 * 1024;
 
 export async function buildBundle(checkpointDir: string, bundleDir: string, options: BuildOptions): Promise<BundleManifest> {
-  if (existsSync(bundleDir)) throw new FlexmemError(`output folder already exists: ${bundleDir} (flexmem never overwrites a bundle; remove it or choose another path)`);
+  if (existsSync(bundleDir)) throw new InputError(`output folder already exists: ${bundleDir} (flexmem never overwrites a bundle; remove it or choose another path)`);
   const checkpoint = readCheckpoint(checkpointDir);
   const staging = join(dirname(bundleDir), `.${basename(bundleDir)}.partial-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
@@ -49,7 +49,7 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
     const partial = { format: BUNDLE_FORMAT, config: checkpoint.config, objects: { compute, tokenizer, reference }, tables, chatTemplate, builtFrom: { tool: 'flexmem 0.1.0' } } as const;
     const manifest: BundleManifest = { ...partial, version: await versionId(partial) };
     writeFileSync(join(staging, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
-    if (existsSync(bundleDir)) throw new FlexmemError(`output folder appeared during the build: ${bundleDir}`);
+    if (existsSync(bundleDir)) throw new InputError(`output folder appeared during the build: ${bundleDir}`);
     renameSync(staging, bundleDir);
     return manifest;
   } catch (error) {

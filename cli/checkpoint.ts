@@ -1,7 +1,7 @@
 /** Reading and writing checkpoint folders (docs/checkpoint-format.md) on the local file system. */
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { FlexmemError } from '../src/errors.ts';
+import { InputError } from '../src/errors.ts';
 import { parseConfig, type ModelConfig } from '../src/model/config.ts';
 import type { WeightSource } from '../src/model/model.ts';
 import { checkpointTensors, type TensorSpec } from '../src/model/tensors.ts';
@@ -17,22 +17,22 @@ export interface Checkpoint {
 }
 
 export function readJsonFile(path: string, what: string): unknown {
-  if (!existsSync(path)) throw new FlexmemError(`${what} not found: ${path}`);
+  if (!existsSync(path)) throw new InputError(`${what} not found: ${path}`);
   try {
     return JSON.parse(readFileSync(path, 'utf8'));
   } catch (error) {
-    throw new FlexmemError(`${path}: not valid JSON (${(error as Error).message})`);
+    throw new InputError(`${path}: not valid JSON (${(error as Error).message})`);
   }
 }
 
 /** Opens a checkpoint folder and checks it completely before any weight is read. */
 export function readCheckpoint(dir: string): Checkpoint {
-  if (!existsSync(dir)) throw new FlexmemError(`checkpoint folder not found: ${dir}`);
+  if (!existsSync(dir)) throw new InputError(`checkpoint folder not found: ${dir}`);
   const config = parseConfig(readJsonFile(join(dir, 'config.json'), 'config.json'), join(dir, 'config.json'));
   const tokenizerJson = readJsonFile(join(dir, 'tokenizer.json'), 'tokenizer.json');
   const tokenizer = new TextTokenizer(tokenizerJson);
   if (tokenizer.vocabSize !== config.vocab_size) {
-    throw new FlexmemError(`tokenizer.json has ${tokenizer.vocabSize} tokens but config.json has vocab_size ${config.vocab_size}`);
+    throw new InputError(`tokenizer.json has ${tokenizer.vocabSize} tokens but config.json has vocab_size ${config.vocab_size}`);
   }
   const index = indexSafetensors(dir);
   checkTensors(config, index, dir);
@@ -43,7 +43,7 @@ type TensorIndex = Map<string, { file: string; entry: SafetensorsEntry }>;
 
 function indexSafetensors(dir: string): TensorIndex {
   const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
-  if (files.length === 0) throw new FlexmemError(`no *.safetensors file in ${dir}`);
+  if (files.length === 0) throw new InputError(`no *.safetensors file in ${dir}`);
   const index: TensorIndex = new Map();
   for (const name of files) {
     const file = join(dir, name);
@@ -53,7 +53,7 @@ function indexSafetensors(dir: string): TensorIndex {
       const n = headerLength(readAt(fd, 0, Math.min(8, size)), file);
       for (const entry of parseHeader(readAt(fd, 8, n), size, file)) {
         const other = index.get(entry.name);
-        if (other) throw new FlexmemError(`tensor ${entry.name} appears in both ${other.file} and ${file}`);
+        if (other) throw new InputError(`tensor ${entry.name} appears in both ${other.file} and ${file}`);
         index.set(entry.name, { file, entry });
       }
     } finally {
@@ -71,15 +71,15 @@ function checkTensors(config: ModelConfig, index: TensorIndex, dir: string): voi
     const found = index.get(spec.name);
     if (!found) {
       const hint = unused.length ? `; the checkpoint has unexpected tensor ${unused[0]} (misnamed?)` : '';
-      throw new FlexmemError(`missing tensor ${spec.name} (expected shape [${spec.shape}]) in ${dir}${hint}`);
+      throw new InputError(`missing tensor ${spec.name} (expected shape [${spec.shape}]) in ${dir}${hint}`);
     }
     if (found.entry.shape.join(',') !== spec.shape.join(',')) {
-      throw new FlexmemError(
+      throw new InputError(
         `tensor ${spec.name} has shape [${found.entry.shape}] but config.json (${config.architecture}, hidden_size ${config.hidden_size}, vocab_size ${config.vocab_size}) implies [${spec.shape}]`,
       );
     }
   }
-  if (unused.length) throw new FlexmemError(`unexpected tensor ${unused[0]} for architecture ${config.architecture} (misnamed, or a config that does not match the checkpoint?)`);
+  if (unused.length) throw new InputError(`unexpected tensor ${unused[0]} for architecture ${config.architecture} (misnamed, or a config that does not match the checkpoint?)`);
 }
 
 class SafetensorsWeights implements WeightSource {
@@ -87,7 +87,7 @@ class SafetensorsWeights implements WeightSource {
 
   tensor(name: string): Float32Array {
     const found = this.index.get(name);
-    if (!found) throw new FlexmemError(`missing tensor ${name}`);
+    if (!found) throw new InputError(`missing tensor ${name}`);
     const fd = openSync(found.file, 'r');
     try {
       return decodeFloats(readAt(fd, found.entry.begin, found.entry.end - found.entry.begin), found.entry.dtype);
@@ -102,7 +102,7 @@ function readAt(fd: number, position: number, length: number): Uint8Array {
   let done = 0;
   while (done < length) {
     const n = readSync(fd, buffer, done, length - done, position + done);
-    if (n === 0) throw new FlexmemError(`unexpected end of file at byte ${position + done}`);
+    if (n === 0) throw new InputError(`unexpected end of file at byte ${position + done}`);
     done += n;
   }
   return buffer;

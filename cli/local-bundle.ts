@@ -1,52 +1,94 @@
-/** Opening a bundle folder on the local file system and serving it with onnxruntime-node. */
-import { readFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+/**
+ * A bundle folder on the local file system, served by the same core as the worker
+ * (src/serving/serving-core.ts) with onnxruntime-node: the folder is seen as a store that holds
+ * one version, and its rows come through the same memory hierarchy (no page caches).
+ */
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { MANIFEST_FILE, parseManifest, type BundleManifest } from '../src/bundle/manifest.ts';
-import type { RangeReader, RowSource } from '../src/bundle/row-source.ts';
-import { MemoryHierarchy } from '../src/memory/memory-hierarchy.ts';
-import type { BundleObject } from '../src/storage/object-store.ts';
-import { Decoder } from '../src/engine/decoder.ts';
-import { FlexmemError } from '../src/errors.ts';
-import { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
+import type { CountedRowSource } from '../src/memory/memory-hierarchy.ts';
+import type { Decoder } from '../src/engine/decoder.ts';
+import { InputError } from '../src/errors.ts';
+import { createServingCore, type GraphChoice, type LoadedBundle, type ServingCore, type ServingParts } from '../src/serving/serving-core.ts';
+import { bundleKey, type ByteRange, type ObjectStore } from '../src/storage/object-store.ts';
+import type { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { readJsonFile } from './checkpoint.ts';
 
-export class FileRangeReader implements RangeReader {
-  constructor(private readonly root: string) {}
+/** A bundle folder as a read-only store holding the one version its manifest names. */
+export class BundleFolderStore implements ObjectStore {
+  private readonly prefix: string;
 
-  async read(object: BundleObject, offset: number, length: number): Promise<Uint8Array> {
-    if (object.from) throw new FlexmemError(`${object.path} belongs to version ${object.from}, which is not in this folder (a patch is served from a store)`);
-    const file = await open(join(this.root, object.path), 'r');
+  constructor(
+    private readonly dir: string,
+    version: string,
+  ) {
+    this.prefix = bundleKey(version, '');
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Uint8Array | null> {
+    if (!key.startsWith(this.prefix)) return null;
+    const path = join(this.dir, key.slice(this.prefix.length));
+    if (!range) return readFile(path).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? null : Promise.reject(error)));
+    const file = await open(path, 'r');
     try {
-      const buffer = Buffer.alloc(length);
-      const { bytesRead } = await file.read(buffer, 0, length, offset);
+      const buffer = Buffer.alloc(range.length);
+      const { bytesRead } = await file.read(buffer, 0, range.length, range.offset);
       return buffer.subarray(0, bytesRead);
     } finally {
       await file.close();
     }
   }
+
+  async list(): Promise<string[]> {
+    return [];
+  }
+
+  async put(): Promise<void> {
+    throw new Error('a bundle folder is read-only');
+  }
+
+  async delete(): Promise<void> {
+    throw new Error('a bundle folder is read-only');
+  }
 }
 
 export interface LocalBundle {
+  core: ServingCore;
+  bundle: LoadedBundle;
   manifest: BundleManifest;
   tokenizer: TextTokenizer;
-  session: ort.InferenceSession;
-  rows: RowSource | null;
+  rows: CountedRowSource | null;
   decoder: Decoder;
 }
 
-/** Which graph to run: the served one, or the reference oracle (memory path computed in-graph). */
-export type GraphChoice = 'compute' | 'reference';
+export type { GraphChoice };
+
+/** The serving core's settings for one local bundle: a small isolate LRU, no hot set, no pages. */
+const LOCAL_SETTINGS = { hierarchy: { isolateBytes: 8 << 20, hotSetBytes: 0, pageBytes: 0, originConcurrency: 6, coalesceGapBytes: 0 } };
+
+/** The manifest of a bundle folder, with a one-line error for anything that is not one. */
+export function readLocalManifest(dir: string): BundleManifest {
+  return parseManifest(readJsonFile(join(dir, MANIFEST_FILE), `${MANIFEST_FILE} (is ${dir} a bundle?)`), join(dir, MANIFEST_FILE));
+}
+
+/** The serving core over one bundle folder, with onnxruntime-node (or another runtime's parts). */
+export function localServingCore(dir: string, manifest: BundleManifest, parts: Partial<ServingParts> = {}): ServingCore {
+  return createServingCore({
+    origin: new BundleFolderStore(dir, manifest.version),
+    createSession: (graph) => ort.InferenceSession.create(graph),
+    Tensor: ort.Tensor,
+    ...parts,
+    settings: { ...LOCAL_SETTINGS, ...parts.settings },
+  });
+}
 
 export async function openLocalBundle(dir: string, graph: GraphChoice = 'compute'): Promise<LocalBundle> {
-  const manifest = parseManifest(readJsonFile(join(dir, MANIFEST_FILE), `${MANIFEST_FILE} (is ${dir} a bundle?)`), join(dir, MANIFEST_FILE));
-  const object = graph === 'compute' ? manifest.objects.compute : manifest.objects.reference;
-  if (!object) throw new FlexmemError(`bundle ${dir} has no reference graph (build it with --reference)`);
-  const tokenizer = new TextTokenizer(readJsonFile(join(dir, manifest.objects.tokenizer.path), 'tokenizer.json'));
-  const session = await ort.InferenceSession.create(readFileSync(join(dir, object.path)));
-  // The worker's memory hierarchy, over local files: no page caches, a small isolate LRU.
-  const hierarchy = new MemoryHierarchy([], { isolateBytes: 8 << 20, hotSetBytes: 0, pageBytes: 0, originConcurrency: 6, coalesceGapBytes: 0 });
-  const rows = manifest.tables ? hierarchy.rowsFor(manifest.version, manifest.tables, new FileRangeReader(dir)) : null;
-  return { manifest, tokenizer, session, rows, decoder: new Decoder(session, ort.Tensor, manifest.config, rows) };
+  const manifest = readLocalManifest(dir);
+  if (graph === 'reference' && !manifest.objects.reference) throw new InputError(`bundle ${dir} has no reference graph (build it with --reference)`);
+  if (manifest.base) throw new InputError(`bundle ${dir} is a patch of ${manifest.base}: its other objects live in a store (serve it from there)`);
+  const core = localServingCore(dir, manifest, { settings: { graph } });
+  const bundle = await core.bundle(manifest.version);
+  const rows = core.rows(bundle);
+  return { core, bundle, manifest, tokenizer: bundle.tokenizer, rows, decoder: core.decoder(bundle, rows) };
 }

@@ -1,6 +1,6 @@
 /** The `flexmem` command line: one file per command under commands/. */
 import { Command, CommanderError } from 'commander';
-import { FlexmemError } from '../src/errors.ts';
+import { InputError } from '../src/errors.ts';
 import { registerBuild } from './commands/build.ts';
 import { registerEval } from './commands/eval.ts';
 import { registerInit } from './commands/init.ts';
@@ -26,7 +26,7 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) process.exit(error.exitCode);
-  const message = error instanceof FlexmemError ? error.message : `internal error: ${(error as Error).message ?? error}`;
+  const message = error instanceof InputError ? error.message : `internal error: ${(error as Error).message ?? error}`;
   process.stderr.write(`flexmem: ${message}\n`);
-  process.exit(error instanceof FlexmemError ? 1 : 2);
+  process.exit(error instanceof InputError ? 1 : 2);
 }

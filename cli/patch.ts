@@ -20,7 +20,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { BUNDLE_FORMAT, versionId, type BundleManifest } from '../src/bundle/manifest.ts';
 import { decodeRow, encodeRows } from '../src/bundle/row-codec.ts';
-import { FlexmemError } from '../src/errors.ts';
+import { InputError } from '../src/errors.ts';
 import { Catalog } from '../src/storage/catalog.ts';
 import { objectKey, type ObjectStore } from '../src/storage/object-store.ts';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -50,25 +50,25 @@ export function readEdits(path: string, manifest: BundleManifest, tokenizer: Tex
   const parsed = EditsSchema.safeParse(readJsonFile(path, 'edits file'));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new FlexmemError(`${path}: ${issue.path.join('.') || 'root'}: ${issue.message}`);
+    throw new InputError(`${path}: ${issue.path.join('.') || 'root'}: ${issue.message}`);
   }
   const layout = manifest.tables?.layout;
-  if (!layout) throw new FlexmemError(`version ${manifest.version} has no memory tables to edit`);
+  if (!layout) throw new InputError(`version ${manifest.version} has no memory tables to edit`);
   return parsed.data.edits.map((edit, i) => {
     const where = `${path}: edit ${i + 1}`;
     const resolveToken = (ref: string | number): number => {
       if (typeof ref === 'number') {
-        if (ref < 0 || ref >= manifest.config.vocab_size) throw new FlexmemError(`${where}: unknown token id ${ref} (vocabulary is 0-${manifest.config.vocab_size - 1})`);
+        if (ref < 0 || ref >= manifest.config.vocab_size) throw new InputError(`${where}: unknown token id ${ref} (vocabulary is 0-${manifest.config.vocab_size - 1})`);
         return ref;
       }
       const ids = tokenizer.encode(ref);
-      if (ids.length !== 1) throw new FlexmemError(`${where}: unknown token ${JSON.stringify(ref)} (it is ${ids.length} tokens: [${ids}]; give one token or its id)`);
+      if (ids.length !== 1) throw new InputError(`${where}: unknown token ${JSON.stringify(ref)} (it is ${ids.length} tokens: [${ids}]; give one token or its id)`);
       return ids[0];
     };
     const memoryLayers = layout.slices.map((s) => s.layer);
     const slices = (edit.layers ?? memoryLayers).map((layer) => {
       const slice = layout.slices.find((s) => s.layer === layer);
-      if (!slice) throw new FlexmemError(`${where}: layer ${layer} is out of range (memory layers: ${memoryLayers.join(', ')})`);
+      if (!slice) throw new InputError(`${where}: layer ${layer} is out of range (memory layers: ${memoryLayers.join(', ')})`);
       return slice;
     });
     const resolved: ResolvedEdit = { edit, token: resolveToken(edit.token), slices };
@@ -79,12 +79,12 @@ export function readEdits(path: string, manifest: BundleManifest, tokenizer: Tex
 }
 
 function readValues(file: string, expected: number, where: string): Float32Array {
-  if (!existsSync(file)) throw new FlexmemError(`${where}: values file not found: ${file}`);
+  if (!existsSync(file)) throw new InputError(`${where}: values file not found: ${file}`);
   const values = file.endsWith('.json')
     ? Float32Array.from(readJsonFile(file, 'values file') as number[])
     : new Float32Array(new Uint8Array(readFileSync(file)).buffer);
   if (values.length !== expected || values.some((v) => !Number.isFinite(v))) {
-    throw new FlexmemError(`${where}: ${file} holds ${values.length} values; the chosen layers need ${expected} finite numbers`);
+    throw new InputError(`${where}: ${file} holds ${values.length} values; the chosen layers need ${expected} finite numbers`);
   }
   return values;
 }
@@ -94,7 +94,7 @@ export async function publishPatch(store: ObjectStore, baseVersion: string, edit
   const catalog = new Catalog(store);
   const base = await catalog.manifest(baseVersion);
   const tokenizerBytes = await store.get(objectKey(baseVersion, base.objects.tokenizer));
-  if (!tokenizerBytes) throw new FlexmemError(`version ${baseVersion} is missing its tokenizer`);
+  if (!tokenizerBytes) throw new InputError(`version ${baseVersion} is missing its tokenizer`);
   const tokenizer = new TextTokenizer(JSON.parse(new TextDecoder().decode(tokenizerBytes)));
   const edits = readEdits(editsPath, base, tokenizer);
   const tables = base.tables!;
@@ -107,7 +107,7 @@ export async function publishPatch(store: ObjectStore, baseVersion: string, edit
     if (rows.has(id)) continue;
     const shard = tables.shards.find((s) => id >= s.firstToken && id < s.firstToken + s.tokenCount)!;
     const bytes = await store.get(objectKey(baseVersion, shard), { offset: (id - shard.firstToken) * layout.rowBytes, length: layout.rowBytes });
-    if (!bytes) throw new FlexmemError(`version ${baseVersion} is missing the row of token ${id}`);
+    if (!bytes) throw new InputError(`version ${baseVersion} is missing the row of token ${id}`);
     const row = new Float32Array(layout.rowValues);
     decodeRow(bytes, layout, row, 0);
     rows.set(id, row);
@@ -153,7 +153,7 @@ async function overrideRows(store: ObjectStore, manifest: BundleManifest): Promi
   const rows = new Map<number, Float32Array>();
   if (!manifest.overrides || !manifest.tables) return rows;
   const bytes = await store.get(objectKey(manifest.version, manifest.overrides));
-  if (!bytes) throw new FlexmemError(`version ${manifest.version} is missing its overrides`);
+  if (!bytes) throw new InputError(`version ${manifest.version} is missing its overrides`);
   const { layout } = manifest.tables;
   manifest.overrides.tokens.forEach((id, i) => {
     const row = new Float32Array(layout.rowValues);

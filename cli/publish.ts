@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { MANIFEST_FILE, parseManifest, type BundleManifest, type ObjectRef } from '../src/bundle/manifest.ts';
-import { FlexmemError } from '../src/errors.ts';
+import { InputError } from '../src/errors.ts';
 import { Catalog } from '../src/storage/catalog.ts';
 import { bundleKey, objectKey, type ModelPointer, type ObjectStore } from '../src/storage/object-store.ts';
 import { readJsonFile } from './checkpoint.ts';
@@ -49,11 +49,11 @@ export function localBundle(dir: string): { manifest: BundleManifest; manifestBy
   const manifest = parseManifest(readJsonFile(path, `${MANIFEST_FILE} (is ${dir} a bundle?)`), path);
   const payloads = ownObjects(manifest).map((ref) => {
     const file = join(dir, ref.path);
-    if (!existsSync(file)) throw new FlexmemError(`bundle ${dir} is missing ${ref.path}`);
+    if (!existsSync(file)) throw new InputError(`bundle ${dir} is missing ${ref.path}`);
     return { ref, read: () => readFileSync(file) };
   });
   for (const p of payloads) {
-    if (sha256(p.read()) !== p.ref.sha256) throw new FlexmemError(`${join(dir, p.ref.path)} does not match the sha256 in its manifest (corrupted?); nothing was published`);
+    if (sha256(p.read()) !== p.ref.sha256) throw new InputError(`${join(dir, p.ref.path)} does not match the sha256 in its manifest (corrupted?); nothing was published`);
   }
   return { manifest, manifestBytes: readFileSync(path), payloads };
 }
@@ -67,7 +67,7 @@ export async function publishVersion(store: ObjectStore, manifest: BundleManifes
     result.skippedObjects = payloads.length;
   } else {
     for (const shared of [manifest.objects.compute, ...(manifest.tables?.shards ?? [])].filter((o) => o.from)) {
-      if (!(await catalog.published(shared.from!))) throw new FlexmemError(`version ${version} builds on ${shared.from}, which is not complete in this store`);
+      if (!(await catalog.published(shared.from!))) throw new InputError(`version ${version} builds on ${shared.from}, which is not complete in this store`);
     }
     await catalog.markPublishing(version);
     const total = payloads.reduce((n, p) => n + p.ref.bytes, 0);
@@ -91,7 +91,7 @@ export async function publishVersion(store: ObjectStore, manifest: BundleManifes
         } else {
           await store.put(key, payload.read(), { onProgress: (bytes) => show(done + bytes) });
           if (!(await hasObject(store, key, payload.ref))) {
-            throw new FlexmemError(`${key} does not match its sha256 after upload (corrupted in transit?); the pointer was not changed`);
+            throw new InputError(`${key} does not match its sha256 after upload (corrupted in transit?); the pointer was not changed`);
           }
           result.uploadedObjects++;
           result.uploadedBytes += payload.ref.bytes;

@@ -5,7 +5,7 @@
  *   local[://bucket]     the local R2 of `wrangler dev` (its state folder, .wrangler/state/v3)
  */
 import { Miniflare } from 'miniflare';
-import { FlexmemError } from '../src/errors.ts';
+import { InputError } from '../src/errors.ts';
 import type { ObjectStore } from '../src/storage/object-store.ts';
 import { AwsS3Store } from './stores/aws-s3-store.ts';
 import { miniflareR2Store } from './stores/miniflare-r2.ts';
@@ -56,7 +56,7 @@ export async function openTarget(spec: string, options: TargetOptions = {}): Pro
     const store = miniflareR2Store(await mf.getR2Bucket('BUCKET'));
     return { label: `local R2 bucket ${bucket}`, store, close: () => mf.dispose() };
   }
-  throw new FlexmemError(`unknown target ${JSON.stringify(spec)} (expected s3://bucket/prefix or local[://bucket])`);
+  throw new InputError(`unknown target ${JSON.stringify(spec)} (expected s3://bucket/prefix or local[://bucket])`);
 }
 
 /** Opens a target, runs `body`, and always closes it. */

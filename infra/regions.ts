@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { FlexmemError } from '../src/errors.ts';
+import { InputError } from '../src/errors.ts';
 
 const RegionSchema = z.object({
   name: z.string().regex(/^[a-z][a-z0-9-]*$/),
@@ -23,7 +23,7 @@ export const REGIONS_FILE = fileURLToPath(new URL('./regions.json', import.meta.
 
 export function loadRegions(path = REGIONS_FILE): Region[] {
   const parsed = z.object({ regions: z.array(RegionSchema).min(1) }).safeParse(JSON.parse(readFileSync(path, 'utf8')));
-  if (!parsed.success) throw new FlexmemError(`${path}: ${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message}`);
+  if (!parsed.success) throw new InputError(`${path}: ${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message}`);
   return parsed.data.regions;
 }
 
@@ -32,7 +32,7 @@ export function selectRegions(selection: string, regions = loadRegions()): Regio
   if (selection === 'all') return regions;
   return selection.split(',').map((name) => {
     const region = regions.find((r) => r.name === name.trim());
-    if (!region) throw new FlexmemError(`unknown region ${JSON.stringify(name)} (regions: ${regions.map((r) => r.name).join(', ')})`);
+    if (!region) throw new InputError(`unknown region ${JSON.stringify(name)} (regions: ${regions.map((r) => r.name).join(', ')})`);
     return region;
   });
 }

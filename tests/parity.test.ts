@@ -4,8 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalBundle, type LocalBundle } from '../cli/local-bundle.ts';
-import * as ort from 'onnxruntime-node';
-import { Decoder } from '../src/engine/decoder.ts';
+import type { Decoder } from '../src/engine/decoder.ts';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 
 const PREFILL = 32;
@@ -64,7 +63,7 @@ describe.each(['memoryllm', 'flex', 'meki'] as const)('%s bundle', (arch) => {
   it('depends on the memory rows (zeroed rows change the logits)', async () => {
     const R = bundle.rows!.rowValues;
     const zeroRows = { rowValues: R, rows: async (t: readonly number[]) => new Float32Array(t.length * R) };
-    const ablated = new Decoder(bundle.session, ort.Tensor, bundle.manifest.config, zeroRows);
+    const ablated = bundle.core.decoder(bundle.bundle, zeroRows);
     const withMemory = await fullLogits(bundle.decoder, ids);
     const withoutMemory = await fullLogits(ablated, ids);
     expect(maxAbsDiff(withMemory, withoutMemory)).toBeGreaterThan(0.05);

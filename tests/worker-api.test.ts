@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flexmem } from './helpers/cli.ts';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 import { readAllEvents, sseEvents } from './helpers/sse.ts';
-import { post, serveBundle, startWorker, streamThenDisconnect, type RunningWorker } from './helpers/worker.ts';
+import { post, postStreamed, serveBundle, startWorker, streamThenDisconnect, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'tiny-meki';
 const dir = tempDir();
@@ -85,40 +85,12 @@ describe('serving', () => {
     expect(chunks.at(-1)!.choices[0].finish_reason).toBe('length');
   });
 
-  it('delivers the first token while generation is still running (not a buffered body)', async () => {
-    const response = await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 60, temperature: 0, stream: true });
-    const events = sseEvents(response);
-    await events.next(); // start chunk
-    const first = JSON.parse((await events.next()).value as string);
-    expect(first.choices[0].finish_reason).toBeNull();
-    expect((await health()).active_generations).toBe(1);
-    let rest = 0;
-    for await (const _ of events) rest++;
-    expect(rest).toBeGreaterThan(1);
-  });
-
   it('cuts the text at a stop string, which is not emitted', async () => {
     const full = (await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The President said', max_tokens: 24, temperature: 0 })).json()).choices[0].text as string;
     const stop = full.slice(6, 9);
     const body = await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The President said', max_tokens: 24, temperature: 0, stop: [stop] })).json();
     expect(body.choices[0].text).toBe(full.slice(0, full.indexOf(stop)));
     expect(body.choices[0].finish_reason).toBe('stop');
-  });
-
-  it('stops generating when the client disconnects', async () => {
-    const before = await health();
-    await streamThenDisconnect(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 100, temperature: 0, stream: true }, 2);
-    let after = await health();
-    for (let i = 0; i < 100 && after.active_generations > 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      after = await health();
-    }
-    expect(after.active_generations).toBe(0);
-    expect(after.cancelled_generations).toBe(before.cancelled_generations + 1);
-    expect(after.tokens_generated - before.tokens_generated).toBeLessThan(100);
-    // No compute keeps burning: the token count stands still.
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect((await health()).tokens_generated).toBe(after.tokens_generated);
   });
 });
 
@@ -194,6 +166,17 @@ describe('errors, in OpenAI shape', () => {
   it('a prompt longer than the context', async () =>
     expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'the people of the United States '.repeat(40) }), 400, 'prompt', /maximum context length is 128 tokens/));
   it('max_tokens beyond the context', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 1000 }), 400, 'max_tokens', /maximum context length/));
-  it('an oversized body', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x'.repeat(2 << 20) }), 413, null, /exceeds the limit/));
+  it('an oversized body', async () => {
+    // Over the worker's default MAX_BODY_BYTES (1 MiB) and within what it drains before refusing
+    // (limit + DRAIN_SLACK_BYTES, src/api/read-body.ts): the worker reads the whole body, so the
+    // client has finished its upload when the 413 arrives, with or without a Content-Length.
+    // (A body past the drain cap is refused unread; the client may then see a reset instead:
+    // that case is tested on Request objects in src/api/read-body.test.ts.)
+    // The size in the message is the worker's count of what it read: all of it.
+    const oversized = JSON.stringify({ model: MODEL, prompt: 'x'.repeat(1.5 * (1 << 20)) });
+    const refused = new RegExp(`^Request body of ${Buffer.byteLength(oversized)} bytes exceeds the limit of ${1 << 20} bytes\\.$`);
+    await expectError(await post(`${worker.url}/v1/completions`, oversized), 413, null, refused);
+    await expectError(await postStreamed(`${worker.url}/v1/chat/completions`, oversized), 413, null, refused);
+  });
   it('an unknown route', async () => expectError(await fetch(`${worker.url}/v2/engines`), 404, null, /Unknown route: GET \/v2\/engines/));
 });

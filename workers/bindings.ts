@@ -1,6 +1,9 @@
-/** The worker's bindings and settings (wrangler.toml [vars], secrets), parsed once per isolate. */
-import { FlexmemError } from '../src/errors.ts';
-import { DEFAULT_HIERARCHY, type HierarchyConfig } from '../src/memory/memory-hierarchy.ts';
+/** The worker's bindings and settings (wrangler.toml [vars], secrets), mapped onto the serving core's parts once per isolate. */
+import type { ApiLimits } from '../src/api/host.ts';
+import { InternalError } from '../src/errors.ts';
+import { DEFAULT_HIERARCHY } from '../src/memory/memory-hierarchy.ts';
+import { CacheApiPageCache, KvPageCache, type PageCache } from '../src/memory/page-cache.ts';
+import { DEFAULT_SETTINGS, type ServingSettings } from '../src/serving/serving-core.ts';
 import type { ObjectStore } from '../src/storage/object-store.ts';
 import { DelayedStore } from '../src/storage/delayed-store.ts';
 import { S3Store } from '../src/storage/s3-store.ts';
@@ -33,25 +36,18 @@ export interface Env {
   DEFAULT_MAX_TOKENS?: string;
 }
 
-export interface Settings {
-  pointerTtlMs: number;
-  hierarchy: HierarchyConfig;
-  useCacheApi: boolean;
-  maxBodyBytes: number;
-  defaultMaxTokens: number;
-}
-
 function number(env: Env, key: keyof Env, fallback: number): number {
   const raw = env[key];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new FlexmemError(`setting ${key} must be a non-negative number, got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(value) || value < 0) throw new InternalError(`setting ${key} must be a non-negative number, got ${JSON.stringify(raw)}`);
   return value;
 }
 
-export function readSettings(env: Env): Settings {
+export function readSettings(env: Env): ServingSettings {
   return {
-    pointerTtlMs: number(env, 'POINTER_TTL_SECONDS', 5) * 1000,
+    ...DEFAULT_SETTINGS,
+    pointerTtlMs: number(env, 'POINTER_TTL_SECONDS', DEFAULT_SETTINGS.pointerTtlMs / 1000) * 1000,
     hierarchy: {
       isolateBytes: number(env, 'ISOLATE_CACHE_BYTES', DEFAULT_HIERARCHY.isolateBytes),
       hotSetBytes: number(env, 'HOT_SET_BYTES', DEFAULT_HIERARCHY.hotSetBytes),
@@ -59,10 +55,19 @@ export function readSettings(env: Env): Settings {
       originConcurrency: DEFAULT_HIERARCHY.originConcurrency,
       coalesceGapBytes: number(env, 'COALESCE_GAP_BYTES', DEFAULT_HIERARCHY.coalesceGapBytes),
     },
-    useCacheApi: env.USE_CACHE_API !== 'false',
-    maxBodyBytes: number(env, 'MAX_BODY_BYTES', 1 << 20),
-    defaultMaxTokens: number(env, 'DEFAULT_MAX_TOKENS', 256),
   };
+}
+
+export function apiLimits(env: Env): ApiLimits {
+  return { maxBodyBytes: number(env, 'MAX_BODY_BYTES', 1 << 20), defaultMaxTokens: number(env, 'DEFAULT_MAX_TOKENS', 256) };
+}
+
+/** L1 (the Cache API, unless USE_CACHE_API is "false") and L2 (Workers KV, when bound). */
+export function pageCaches(env: Env): PageCache[] {
+  const caches_: PageCache[] = [];
+  if (env.USE_CACHE_API !== 'false') caches_.push(new CacheApiPageCache((caches as unknown as { default: Cache }).default));
+  if (env.ROWS_KV) caches_.push(new KvPageCache(env.ROWS_KV));
+  return caches_;
 }
 
 /** The origin bucket: the R2 binding, or an S3-compatible endpoint given by secrets. */
@@ -77,10 +82,10 @@ function bucketStore(env: Env): ObjectStore {
   if ((env.ORIGIN ?? 'r2') === 's3') {
     const { S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY } = env;
     if (!S3_ENDPOINT || !S3_BUCKET || !S3_ACCESS_KEY_ID || !S3_SECRET_ACCESS_KEY) {
-      throw new FlexmemError('ORIGIN is s3 but S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY_ID or S3_SECRET_ACCESS_KEY is not set');
+      throw new InternalError('ORIGIN is s3 but S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY_ID or S3_SECRET_ACCESS_KEY is not set');
     }
     return new S3Store({ endpoint: S3_ENDPOINT, bucket: S3_BUCKET, region: env.S3_REGION, accessKeyId: S3_ACCESS_KEY_ID, secretAccessKey: S3_SECRET_ACCESS_KEY, prefix });
   }
-  if (!env.BUNDLES) throw new FlexmemError('no BUNDLES R2 binding (or set ORIGIN = "s3")');
+  if (!env.BUNDLES) throw new InternalError('no BUNDLES R2 binding (or set ORIGIN = "s3")');
   return new R2Store(env.BUNDLES, prefix);
 }

@@ -3,6 +3,7 @@
  * advances across I/O, so every latency in the report is measured here, in Node.
  */
 import http from 'node:http';
+import { createParser } from 'eventsource-parser';
 
 export interface StreamedEvent {
   /** Milliseconds since the request was sent. */
@@ -45,19 +46,12 @@ export function streamCompletion(baseUrl: string, body: Record<string, unknown>)
           response.on('end', () => reject(new Error(`HTTP ${response.statusCode}: ${text}`)));
           return;
         }
-        let buffer = '';
-        response.on('data', (chunk: Buffer) => {
-          const at = performance.now() - t0;
-          buffer += chunk.toString();
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) !== -1) {
-            const raw = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            if (!raw.startsWith('data: ')) continue;
-            const text = raw.slice(6);
+        let at = 0;
+        const parser = createParser({
+          onEvent: ({ data: text }) => {
             const data = text === '[DONE]' ? '[DONE]' : JSON.parse(text);
             result.events.push({ at, data });
-            if (data === '[DONE]') continue;
+            if (data === '[DONE]') return;
             if (data.error) return reject(new Error(`stream error: ${data.error.message}`));
             const choice = data.choices?.[0];
             if (choice && choice.text) {
@@ -67,6 +61,16 @@ export function streamCompletion(baseUrl: string, body: Record<string, unknown>)
             if (choice?.finish_reason) result.finishMs = at;
             if (data.flexmem?.timing) result.timing = data.flexmem.timing;
             if (data.usage) result.usage = data.usage;
+          },
+          onError: (error) => reject(new Error(`stream: ${error.message}`)),
+        });
+        response.setEncoding('utf8'); // decodes characters split across chunks
+        response.on('data', (chunk: string) => {
+          at = performance.now() - t0; // every event completed by this chunk arrived now
+          try {
+            parser.feed(chunk);
+          } catch (error) {
+            reject(new Error(`stream: ${(error as Error).message}`)); // an event that is not JSON
           }
         });
         response.on('end', () => {

@@ -183,7 +183,7 @@ ${
   rounds** (with the 25th–75th percentile in parentheses) and **paired ratios** (median of per-round ratios).
 - Latencies are taken **in the client**, where the server-sent events arrive: per-token decode time is the inter-arrival time of the
   stream's chunks, prefill is the time from the first (role) chunk to the first token. The split into memory wait and compute comes
-  from the worker's own \`flexmem.timing\` summary. Deployed Workers advance their clock only at I/O (PLATFORM-NOTES); the local workerd
+  from the worker's own \`flexmem.timing\` summary. Deployed Workers advance their clock only at I/O (docs/platform.md); the local workerd
   used here does not: ${
     all.steps
       ? `a ${fmt(all.steps.result.clock.busyClientMs)} ms busy loop with no I/O advanced \`Date.now()\` by ${all.steps.result.clock.dateDelta} ms inside the worker`
@@ -314,7 +314,7 @@ ${
   s.micro.overheadUs
     ? `### Per-token work outside the model
 
-What the worker does per generated token besides \`session.run\` (src/api/generation.ts, src/engine/generate.ts), each timed in workerd
+What the worker does per generated token besides \`session.run\` (src/engine/generation.ts), each timed in workerd
 from the client as (n operations − none) / n. For scale: the decode step of the compute graph is ${ms(cell('workerd', 'zero').summary.median)} here${
         hot ? `, and the hot variant of §1 spends ${ms(hot.decodeGapMs.median)} per token as seen by the client` : ''
       }.

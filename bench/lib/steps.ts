@@ -3,10 +3,8 @@
  * onnxruntime-web in workerd): the same Decoder the worker uses, fed a fixed token sequence
  * (no sampling), so every runtime does exactly the same work.
  */
-import type { TensorConstructor } from 'onnxruntime-common';
 import type { RowSource } from '../../src/bundle/row-source.ts';
-import { Decoder, type StepSession } from '../../src/engine/decoder.ts';
-import type { ModelConfig } from '../../src/model/config.ts';
+import type { Decoder } from '../../src/engine/decoder.ts';
 
 export interface StepPlan {
   /** Token ids: the first `prefill` are one prefill step, then one decode step per id. */
@@ -30,9 +28,9 @@ export function zeroRows(rowValues: number): RowSource {
 }
 
 /** Runs the plan; returns a checksum of the last logits so the work cannot be skipped. */
-export async function runSteps(session: StepSession, Tensor: TensorConstructor, config: ModelConfig, rows: RowSource | null, plan: StepPlan): Promise<number> {
+export async function runSteps(decoder: Decoder, plan: StepPlan): Promise<number> {
   if (plan.prefill + plan.steps > plan.ids.length) throw new Error(`plan needs ${plan.prefill + plan.steps} ids, got ${plan.ids.length}`);
-  const decoder = new Decoder(session, Tensor, config, rows);
+  const { config } = decoder;
   const state = decoder.start();
   let logits = await decoder.step(state, plan.ids.slice(0, plan.prefill));
   for (let i = 0; i < plan.steps; i++) logits = await decoder.step(state, [plan.ids[plan.prefill + i]]);

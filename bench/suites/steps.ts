@@ -206,7 +206,7 @@ export async function runSteps(ctx: Context): Promise<StepsResult> {
       ['sampleToken, temperature 0 (argmax), vocab 4096', { what: 'greedy', vocab: 4096 }, 2000],
       ['TextStreamer.push, mean over a 64-token generation', { what: 'stream', ids: streamIds }, 64],
       ['TextStreamer.push, mean over a 256-token generation', { what: 'stream', ids: streamIds }, 256],
-      ['await setTimeout(0) (generateText yields once per token)', { what: 'yield' }, 200],
+      ['await setTimeout(0) (the generation loop yields once per token)', { what: 'yield' }, 200],
     ];
     const overheadW: Record<string, number[]> = Object.fromEntries(overheadCases.map(([k]) => [k, [] as number[]]));
     for (let round = 0; round < rounds; round++) {

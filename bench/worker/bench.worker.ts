@@ -11,77 +11,71 @@
  *   POST /overhead       {model, what, n, vocab?}: per-token work outside session.run, n times:
  *                        'sample' (sampleToken, temperature 0.8, over `vocab` logits), 'greedy'
  *                        (temperature 0), 'stream' (TextStreamer.push over n validation ids),
- *                        'yield' (await setTimeout(0), as generateText does once per token)
+ *                        'yield' (await setTimeout(0), as the generation loop does once per token)
  *   POST /phase          {model, phase}: one phase of loading a bundle on a fresh isolate, so a
  *                        cold start can be split from the client: 'read' (pointer, manifest,
  *                        graph, tokenizer), 'hash' (sha256 of graph + tokenizer), 'tokenizer'
  *                        (parse tokenizer.json), 'session' (first
  *                        InferenceSession: wasm instantiation + graph), 'session2' (a second one),
- *                        'steps' (prefill 32 + the rest of `ids` as decode steps on the first session)
+ *                        'steps' (prefill 32 + the rest of `ids` as decode steps on the first session).
+ *                        These are the serving core's loading steps taken apart on purpose, to
+ *                        time each; every other route serves through the core itself.
  */
 import type { InferenceSession } from 'onnxruntime-common';
 import { parseManifest, type BundleManifest } from '../../src/bundle/manifest.ts';
 import type { RowSource } from '../../src/bundle/row-source.ts';
 import { decodeRow } from '../../src/bundle/row-codec.ts';
-import { DEFAULT_HIERARCHY, MemoryHierarchy } from '../../src/memory/memory-hierarchy.ts';
-import { bundleKey, objectKey, pointerKey, type BundleObject } from '../../src/storage/object-store.ts';
+import { Decoder } from '../../src/engine/decoder.ts';
+import { sampleToken } from '../../src/engine/sampler.ts';
+import { TextStreamer } from '../../src/engine/text-streamer.ts';
+import { createServingCore, type LoadedBundle, type ServingCore } from '../../src/serving/serving-core.ts';
+import { bundleKey, pointerKey } from '../../src/storage/object-store.ts';
+import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
+import { Random } from '../../src/util/random.ts';
+import { sha256Hex } from '../../src/util/sha256.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
+import { R2Store } from '../../workers/r2-store.ts';
 import { decodeRowF16Lut } from '../lib/f16-lut.ts';
 import { runLookups, runSteps, zeroRows } from '../lib/steps.ts';
-import { sha256Hex } from '../../src/util/sha256.ts';
-import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
-import { sampleToken } from '../../src/engine/sampler.ts';
-import { TextStreamer } from '../../src/engine/generate.ts';
-import { Random } from '../../src/util/random.ts';
 
 interface Env {
   BUNDLES: R2Bucket;
 }
 
 interface Loaded {
-  version: string;
-  manifest: BundleManifest;
-  session: InferenceSession;
+  bundle: LoadedBundle;
+  /** Every row of the table in the isolate's hot set (L0). */
   hot: RowSource | null;
+}
+
+/** The serving core, as the edge worker builds it, with an L0 large enough to hold whole tables. */
+let core: ServingCore | null = null;
+function servingCore(env: Env): ServingCore {
+  const ort = onnxRuntime();
+  core ??= createServingCore({
+    origin: new R2Store(env.BUNDLES, ''),
+    createSession: (graph) => ort.InferenceSession.create(graph),
+    Tensor: ort.Tensor,
+    settings: { hierarchy: { isolateBytes: 2 ** 31, hotSetBytes: 2 ** 31, pageBytes: 32 << 10, originConcurrency: 6, coalesceGapBytes: 0 } },
+  });
+  return core;
 }
 
 const loaded = new Map<string, Promise<Loaded>>();
 const phases = new Map<string, { manifest: BundleManifest; graph: Uint8Array; tokenizer: Uint8Array; sessions: InferenceSession[] }>();
 
-async function getBytes(env: Env, key: string, range?: { offset: number; length: number }): Promise<Uint8Array> {
-  const object = await env.BUNDLES.get(key, range ? { range } : undefined);
+async function getBytes(env: Env, key: string): Promise<Uint8Array> {
+  const object = await env.BUNDLES.get(key);
   if (!object) throw new Error(`missing object ${key}`);
   return new Uint8Array(await object.arrayBuffer());
 }
 
-async function load(env: Env, model: string): Promise<Loaded> {
-  const pointer = JSON.parse(new TextDecoder().decode(await getBytes(env, pointerKey(model)))) as { version: string };
-  const version = pointer.version;
-  const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(version, 'manifest.json')))));
-  const ort = onnxRuntime();
-  const session = await ort.InferenceSession.create(await getBytes(env, bundleKey(version, manifest.objects.compute.path)));
-  let hot: RowSource | null = null;
-  if (manifest.tables) {
-    const tableBytes = manifest.tables.shards.reduce((n, s) => n + s.bytes, 0);
-    const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, isolateBytes: tableBytes + (1 << 20), hotSetBytes: tableBytes });
-    const reader = { read: (object: BundleObject, offset: number, length: number) => getBytes(env, objectKey(version, object), { offset, length }) };
-    hot = hierarchy.rowsFor(version, manifest.tables, reader);
-    await hierarchy.hotSetReady(version);
-  }
-  return { version, manifest, session, hot };
-}
-
-const tokenizers = new Map<string, Promise<TextTokenizer>>();
-function tokenizerOf(env: Env, name: string): Promise<TextTokenizer> {
-  let entry = tokenizers.get(name);
-  if (!entry) {
-    entry = (async () => {
-      const m = await model(env, name);
-      return new TextTokenizer(JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(m.version, m.manifest.objects.tokenizer.path)))));
-    })();
-    tokenizers.set(name, entry);
-  }
-  return entry;
+async function load(env: Env, name: string): Promise<Loaded> {
+  const serving = servingCore(env);
+  const bundle = await serving.current(name);
+  const hot = serving.rows(bundle);
+  await serving.hotSetReady(bundle);
+  return { bundle, hot };
 }
 
 function model(env: Env, name: string): Promise<Loaded> {
@@ -108,10 +102,9 @@ export default {
       }
       if (url.pathname === '/steps') {
         const body = (await request.json()) as { model: string; rows: 'hot' | 'zero' | 'none'; ids: number[]; prefill: number; steps: number };
-        const m = await model(env, body.model);
-        const ort = onnxRuntime();
-        const rows = body.rows === 'none' ? null : body.rows === 'zero' ? zeroRows(m.manifest.tables!.layout.rowValues) : m.hot;
-        const checksum = await runSteps(m.session, ort.Tensor, m.manifest.config, rows, body);
+        const { bundle, hot } = await model(env, body.model);
+        const rows = body.rows === 'none' ? null : body.rows === 'zero' ? zeroRows(bundle.manifest.tables!.layout.rowValues) : hot;
+        const checksum = await runSteps(servingCore(env).decoder(bundle, rows), body);
         return Response.json({ checksum });
       }
       if (url.pathname === '/lookups') {
@@ -122,7 +115,7 @@ export default {
       if (url.pathname === '/decode') {
         const body = (await request.json()) as { model: string; impl: 'src' | 'lut'; n: number };
         const m = await model(env, body.model);
-        const layout = m.manifest.tables!.layout;
+        const layout = m.bundle.manifest.tables!.layout;
         const row = new Uint8Array(layout.rowBytes);
         for (let i = 0; i < row.length; i += 2) row[i + 1] = 0x3c; // 1.0 in f16
         const out = new Float32Array(layout.rowValues);
@@ -138,7 +131,7 @@ export default {
           const logits = Float32Array.from({ length: body.vocab ?? 4096 }, () => rng.normal() * 3);
           for (let i = 0; i < body.n; i++) checksum += sampleToken(logits, { temperature: body.what === 'greedy' ? 0 : 0.8, topK: 0, topP: 1 }, rng);
         } else if (body.what === 'stream') {
-          const tokenizer = await tokenizerOf(env, body.model);
+          const { tokenizer } = (await model(env, body.model)).bundle;
           const streamer = new TextStreamer((ids) => tokenizer.decode(ids));
           const ids = body.ids ?? [];
           for (let i = 0; i < body.n; i++) checksum += streamer.push(ids[i % ids.length]).length;
@@ -162,7 +155,8 @@ export default {
         if (body.phase === 'steps') {
           const ids = body.ids ?? [];
           const rows = state.manifest.tables ? zeroRows(state.manifest.tables.layout.rowValues) : null;
-          return Response.json({ checksum: await runSteps(state.sessions[0], onnxRuntime().Tensor, state.manifest.config, rows, { ids, prefill: 32, steps: ids.length - 32 }) });
+          const decoder = new Decoder({ session: state.sessions[0], Tensor: onnxRuntime().Tensor, config: state.manifest.config, rows });
+          return Response.json({ checksum: await runSteps(decoder, { ids, prefill: 32, steps: ids.length - 32 }) });
         }
         if (body.phase === 'hash') return Response.json({ hashes: [await sha256Hex(state.graph), await sha256Hex(state.tokenizer)] });
         state.sessions.push(await onnxRuntime().InferenceSession.create(state.graph));

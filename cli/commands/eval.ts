@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { perplexity } from '../../src/engine/perplexity.ts';
-import { FlexmemError } from '../../src/errors.ts';
+import { InputError } from '../../src/errors.ts';
 import { openLocalBundle } from '../local-bundle.ts';
 import { integerAtLeast } from '../options.ts';
 
@@ -15,10 +15,10 @@ export function registerEval(program: Command): void {
     .option('--windows <n>', 'evaluate only the first n context windows', integerAtLeast(1))
     .option('--json', 'print JSON')
     .action(async (dir: string, opts: { text: string; reference?: boolean; json?: boolean; windows?: number }) => {
-      if (!existsSync(opts.text)) throw new FlexmemError(`text file not found: ${opts.text}`);
+      if (!existsSync(opts.text)) throw new InputError(`text file not found: ${opts.text}`);
       const { tokenizer, decoder, manifest } = await openLocalBundle(dir, opts.reference ? 'reference' : 'compute');
       const ids = tokenizer.encode(readFileSync(opts.text, 'utf8'));
-      if (ids.length < 2) throw new FlexmemError(`${opts.text} has fewer than 2 tokens; nothing to predict`);
+      if (ids.length < 2) throw new InputError(`${opts.text} has fewer than 2 tokens; nothing to predict`);
       const result = await perplexity(decoder, ids, { maxWindows: opts.windows });
       const dtype = manifest.tables?.layout.dtype ?? 'none';
       if (opts.json) console.log(JSON.stringify({ bundle: manifest.version, tables: dtype, ...result }));

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { FlexmemError } from '../../src/errors.ts';
+import { InputError } from '../../src/errors.ts';
 import { Catalog } from '../../src/storage/catalog.ts';
 import { integerAtLeast, numberInRange } from '../options.ts';
 import { targetOptions, withTargetFlags } from '../target-options.ts';
@@ -34,9 +34,9 @@ export function registerGc(program: Command): void {
       if (flags.delete) {
         const known = new Set((await catalog.allVersions()).map((v) => v.version));
         for (const version of flags.delete) {
-          if (!known.has(version)) throw new FlexmemError(`unknown version ${version}`);
+          if (!known.has(version)) throw new InputError(`unknown version ${version}`);
           const kept = plan.keep.find((k) => k.version === version);
-          if (kept) throw new FlexmemError(`refusing to delete ${version}: it is ${kept.reason}`);
+          if (kept) throw new InputError(`refusing to delete ${version}: it is ${kept.reason}`);
         }
         deletions = flags.delete;
       }

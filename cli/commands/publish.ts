@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import { FlexmemError } from '../../src/errors.ts';
+import { InputError } from '../../src/errors.ts';
 import { MODEL_NAME } from '../../src/storage/object-store.ts';
 import { regionEndpoint, selectRegions } from '../../infra/regions.ts';
 import { localBundle, publishVersion, type PublishResult } from '../publish.ts';
@@ -35,9 +35,9 @@ export function registerPublish(program: Command): void {
       .option('--model <name>', 'model whose pointer to flip (default: the bundle folder name)')
       .option('--no-progress', 'no progress bar'),
   ).action(async (dir: string, flags: PublishFlags) => {
-    if (!flags.to === !flags.regions) throw new FlexmemError('give either --to <target> or --regions <all|list>');
+    if (!flags.to === !flags.regions) throw new InputError('give either --to <target> or --regions <all|list>');
     const model = flags.model ?? basename(dir.replace(/\/+$/, ''));
-    if (!MODEL_NAME.test(model)) throw new FlexmemError(`invalid model name ${JSON.stringify(model)} (letters, digits, . _ -)`);
+    if (!MODEL_NAME.test(model)) throw new InputError(`invalid model name ${JSON.stringify(model)} (letters, digits, . _ -)`);
     const { manifest, manifestBytes, payloads } = localBundle(dir);
     const progress = flags.progress && process.stderr.isTTY;
     if (flags.to) {
@@ -58,6 +58,6 @@ export function registerPublish(program: Command): void {
         console.log(`${region.name}: FAILED (${(error as Error).message}); pointer unchanged`);
       }
     }
-    if (failed) throw new FlexmemError(`${failed} region(s) failed; their pointers were not changed`);
+    if (failed) throw new InputError(`${failed} region(s) failed; their pointers were not changed`);
   });
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { FlexmemError } from '../../src/errors.ts';
+import { InputError } from '../../src/errors.ts';
 import { Catalog } from '../../src/storage/catalog.ts';
 import { targetOptions, withTargetFlags } from '../target-options.ts';
 import { withTarget } from '../targets.ts';
@@ -8,7 +8,7 @@ import { withTarget } from '../targets.ts';
 export async function chooseModel(catalog: Catalog, model: string | undefined): Promise<string> {
   if (model) return model;
   const models = (await catalog.pointers()).map((p) => p.model);
-  if (models.length !== 1) throw new FlexmemError(`the store has ${models.length} models (${models.join(', ') || 'none'}); say which with --model`);
+  if (models.length !== 1) throw new InputError(`the store has ${models.length} models (${models.join(', ') || 'none'}); say which with --model`);
   return models[0];
 }
 

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { generateTokens, TextStreamer } from '../../src/engine/generate.ts';
-import { FlexmemError } from '../../src/errors.ts';
+import { InputError } from '../../src/errors.ts';
 import { openLocalBundle } from '../local-bundle.ts';
 import { integerAtLeast, numberInRange } from '../options.ts';
 
@@ -27,15 +26,22 @@ export function registerRun(program: Command): void {
     .option('--seed <n>', 'random seed', integerAtLeast(0), 0)
     .option('--reference', 'run reference.onnx instead of compute.onnx + tables')
     .action(async (dir: string, opts: RunOptions) => {
-      const { tokenizer, decoder, manifest } = await openLocalBundle(dir, opts.reference ? 'reference' : 'compute');
+      const { core, bundle, tokenizer } = await openLocalBundle(dir, opts.reference ? 'reference' : 'compute');
       const promptIds = tokenizer.encode(opts.prompt);
-      if (promptIds.length === 0) throw new FlexmemError('the prompt is empty');
-      const eos = manifest.config.eos_token_id;
-      const streamer = new TextStreamer((ids) => tokenizer.decode(ids));
+      if (promptIds.length === 0) throw new InputError('the prompt is empty');
+      // Ctrl-C stops the generation the way a client disconnect stops the worker's.
+      const interrupt = new AbortController();
+      process.once('SIGINT', () => interrupt.abort());
+      const { deltas } = core.generate(bundle, {
+        promptIds,
+        maxTokens: opts.maxTokens,
+        sampling: { temperature: opts.temperature, topK: opts.topK, topP: opts.topP, seed: opts.seed },
+        stop: [],
+        logprobs: null,
+        signal: interrupt.signal,
+      });
       process.stdout.write(opts.prompt);
-      for await (const { id } of generateTokens(decoder, promptIds, { ...opts, stopTokenIds: eos === undefined ? [] : [eos] })) {
-        process.stdout.write(streamer.push(id));
-      }
-      process.stdout.write(streamer.flush() + '\n');
+      for await (const { text } of deltas) process.stdout.write(text);
+      process.stdout.write('\n');
     });
 }

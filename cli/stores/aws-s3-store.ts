@@ -19,7 +19,7 @@ export interface AwsS3Options {
 const PART_BYTES = 8 * 1024 * 1024;
 
 // The SDK warns on every run that its releases after January 2027 will need Node 22. This
-// project pins a release that runs on Node 20 (PLATFORM-NOTES.md); the warning would break the
+// project pins a release that runs on Node 20 (docs/platform.md); the warning would break the
 // CLI's one-line error output, so that one warning is dropped.
 const emitWarning = process.emitWarning.bind(process);
 process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {

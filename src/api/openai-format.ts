@@ -1,7 +1,7 @@
 /** The response objects of OpenAI's completions and chat completions APIs, plus flexmem's extension. */
-import type { FinishReason } from '../engine/generate.ts';
+import type { FinishReason, TokenLogprob } from '../engine/generation.ts';
 import type { TierStats } from '../memory/memory-hierarchy.ts';
-import type { TokenLogprob } from './generation.ts';
+import type { GenerationMetrics } from '../serving/serving-core.ts';
 
 export type Endpoint = 'text' | 'chat';
 
@@ -22,16 +22,16 @@ export interface TimingSummary {
   origin_bytes: number;
 }
 
-export function timingSummary(totalMs: number, memoryWaitMs: number, stats: TierStats): TimingSummary {
+export function timingSummary(totalMs: number, { memoryWaitMs, tiers }: GenerationMetrics): TimingSummary {
   const round = (ms: number) => Math.round(ms * 1000) / 1000;
   return {
     total_ms: round(totalMs),
     memory_wait_ms: round(memoryWaitMs),
     compute_ms: round(totalMs - memoryWaitMs),
-    row_lookups: stats.lookups,
-    rows: { ...stats.rows },
-    origin_requests: stats.originRequests,
-    origin_bytes: stats.originBytes,
+    row_lookups: tiers.lookups,
+    rows: { ...tiers.rows },
+    origin_requests: tiers.originRequests,
+    origin_bytes: tiers.originBytes,
   };
 }
 

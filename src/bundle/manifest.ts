@@ -4,7 +4,7 @@
  * so building the same checkpoint twice gives the same id.
  */
 import { z } from 'zod';
-import { FlexmemError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 import { parseConfig, type ModelConfig } from '../model/config.ts';
 import { sha256Hex } from '../util/sha256.ts';
 import { TABLE_DTYPES, type RowLayout } from './row-codec.ts';
@@ -83,7 +83,7 @@ export function parseManifest(raw: unknown, source = MANIFEST_FILE): BundleManif
   const parsed = ManifestSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new FlexmemError(`${source}: not a flexmem bundle manifest (${issue.path.join('.') || 'root'}: ${issue.message})`);
+    throw new InputError(`${source}: not a flexmem bundle manifest (${issue.path.join('.') || 'root'}: ${issue.message})`);
   }
   return { ...parsed.data, config: parseConfig(parsed.data.config, `${source} config`) } as BundleManifest;
 }

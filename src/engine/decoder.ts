@@ -5,7 +5,7 @@
  */
 import type { InferenceSession, Tensor, TensorConstructor } from 'onnxruntime-common';
 import type { RowSource } from '../bundle/row-source.ts';
-import { FlexmemError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { GRAPH_IO } from '../model/graph-io.ts';
 
@@ -16,29 +16,36 @@ export interface DecoderState {
 }
 
 /** What the decoder needs of an onnxruntime session (node or web). */
-export type StepSession = Pick<InferenceSession, 'inputNames' | 'run'>;
+export type StepSession = Pick<InferenceSession, 'inputNames' | 'run' | 'release'>;
 
-export interface StepTiming {
-  /** Time spent waiting for memory rows (compute is the rest: inside workerd only I/O moves the clock). */
-  memoryMs: number;
+export interface DecoderParts {
+  session: StepSession;
+  Tensor: TensorConstructor;
+  config: ModelConfig;
+  /**
+   * Where memory rows come from; may be null only for a graph that does not take them (a dense
+   * model, or reference.onnx, which computes its memory path itself).
+   */
+  rows: RowSource | null;
+  /** Milliseconds; inside a deployed Worker it advances only across I/O. */
+  clock?: () => number;
 }
 
 export class Decoder {
+  readonly config: ModelConfig;
+  /** Time this decoder's steps spent waiting for memory rows (compute is the rest). */
+  memoryWaitMs = 0;
+  private readonly session: StepSession;
+  private readonly Tensor: TensorConstructor;
+  private readonly rows: RowSource | null;
+  private readonly clock: () => number;
   private readonly takesRows: boolean;
 
-  /**
-   * @param rows where memory rows come from; may be null only for a graph that does not take
-   *   them (a dense model, or reference.onnx, which computes its memory path itself).
-   */
-  constructor(
-    private readonly session: StepSession,
-    private readonly Tensor: TensorConstructor,
-    readonly config: ModelConfig,
-    private readonly rows: RowSource | null,
-    private readonly clock: () => number = () => performance.now(),
-  ) {
-    this.takesRows = session.inputNames.includes(GRAPH_IO.memoryRows);
-    if (this.takesRows && !rows) throw new Error('this compute graph takes memory rows, but no row source was given');
+  constructor(parts: DecoderParts) {
+    ({ session: this.session, Tensor: this.Tensor, config: this.config, rows: this.rows } = parts);
+    this.clock = parts.clock ?? (() => performance.now());
+    this.takesRows = this.session.inputNames.includes(GRAPH_IO.memoryRows);
+    if (this.takesRows && !this.rows) throw new Error('this compute graph takes memory rows, but no row source was given');
   }
 
   /** An empty sequence (a zero-length KV cache). */
@@ -57,12 +64,12 @@ export class Decoder {
    * Appends `tokenIds` to the sequence in one session.run (prefill when many, decode when one)
    * and returns their logits, [T, V] row-major.
    */
-  async step(state: DecoderState, tokenIds: readonly number[], timing?: StepTiming): Promise<Float32Array> {
+  async step(state: DecoderState, tokenIds: readonly number[]): Promise<Float32Array> {
     const T = tokenIds.length;
     const limit = this.config.max_position_embeddings;
     if (T === 0) throw new Error('step needs at least one token');
     if (state.length + T > limit) {
-      throw new FlexmemError(`sequence of ${state.length + T} tokens exceeds the model's context of ${limit}`);
+      throw new InputError(`sequence of ${state.length + T} tokens exceeds the model's context of ${limit}`);
     }
     const feeds: Record<string, Tensor> = { ...state.past };
     feeds[GRAPH_IO.inputIds] = new this.Tensor('int64', BigInt64Array.from(tokenIds, BigInt), [1, T]);
@@ -70,7 +77,7 @@ export class Decoder {
     if (this.takesRows) {
       const started = this.clock();
       const rows = await this.rows!.rows(tokenIds);
-      if (timing) timing.memoryMs += this.clock() - started;
+      this.memoryWaitMs += this.clock() - started;
       feeds[GRAPH_IO.memoryRows] = new this.Tensor('float32', rows, [1, T, this.rows!.rowValues]);
     }
     const out = await this.session.run(feeds);

@@ -4,7 +4,7 @@ import { encodeRows, rowLayout } from '../bundle/row-codec.ts';
 import type { RangeReader } from '../bundle/row-source.ts';
 import { parseConfig } from '../model/config.ts';
 import { presetConfig } from '../model/presets.ts';
-import { DEFAULT_HIERARCHY, emptyTierStats, MemoryHierarchy } from './memory-hierarchy.ts';
+import { DEFAULT_HIERARCHY, MemoryHierarchy } from './memory-hierarchy.ts';
 
 const config = parseConfig(presetConfig('tiny', 'flex'));
 const layout = rowLayout(config, 'f32');
@@ -30,8 +30,8 @@ describe('the memory hierarchy', () => {
   it('returns the right rows, reading only the origin once, then serving repeats from the isolate', async () => {
     const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, hotSetBytes: 0, pageBytes: 1, coalesceGapBytes: 0 });
     const { reads, reader } = countingOrigin();
-    const stats = emptyTierStats();
-    const rows = hierarchy.rowsFor('v1', tables, reader, stats);
+    const rows = hierarchy.rowsFor({ version: 'v1', tables, origin: reader });
+    const { stats } = rows;
     const out = await rows.rows([7, 8, 9, 300, 7]);
     expect([0, 1, 2, 3, 4].map((i) => out[i * layout.rowValues])).toEqual([7, 8, 9, 300, 7]);
     expect(reads).toHaveLength(2); // 7-9 coalesced, 300 alone
@@ -45,7 +45,7 @@ describe('the memory hierarchy', () => {
     for (const [gap, expectedReads] of [[0, 20], [1 << 20, 6]] as const) {
       const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, hotSetBytes: 0, pageBytes: 1, coalesceGapBytes: gap });
       const { reads, reader } = countingOrigin();
-      const out = await hierarchy.rowsFor('v1', tables, reader).rows(scattered);
+      const out = await hierarchy.rowsFor({ version: 'v1', tables, origin: reader }).rows(scattered);
       expect(scattered.map((_, i) => out[i * layout.rowValues])).toEqual(scattered);
       expect(reads).toHaveLength(expectedReads);
     }
@@ -55,8 +55,9 @@ describe('the memory hierarchy', () => {
     const hotRows = 100;
     const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, hotSetBytes: hotRows * layout.rowBytes, pageBytes: 1, coalesceGapBytes: 0 });
     const { reads, reader } = countingOrigin();
-    const stats = emptyTierStats();
-    const out = await hierarchy.rowsFor('v3', tables, reader, stats).rows([3, 50, 99, 400]);
+    const rows = hierarchy.rowsFor({ version: 'v3', tables, origin: reader });
+    const out = await rows.rows([3, 50, 99, 400]);
+    const { stats } = rows;
     expect([0, 1, 2, 3].map((i) => out[i * layout.rowValues])).toEqual([3, 50, 99, 400]);
     expect(reads).toEqual([{ offset: 0, length: hotRows * layout.rowBytes }, { offset: 400 * layout.rowBytes, length: layout.rowBytes }]);
     expect(stats.rows).toMatchObject({ hot: 3, origin: 1 });
@@ -65,8 +66,9 @@ describe('the memory hierarchy', () => {
   it('serves a patch override before the table', async () => {
     const hierarchy = new MemoryHierarchy([], DEFAULT_HIERARCHY);
     const override = encodeRows(new Float32Array(layout.rowValues).fill(-1), 1, layout);
-    const stats = emptyTierStats();
-    const out = await hierarchy.rowsFor('v2', tables, countingOrigin().reader, stats, () => {}, new Map([[5, override]])).rows([5, 6]);
+    const rows = hierarchy.rowsFor({ version: 'v2', tables, origin: countingOrigin().reader, overrides: new Map([[5, override]]) });
+    const out = await rows.rows([5, 6]);
+    const { stats } = rows;
     expect(out[0]).toBe(-1);
     expect(out[layout.rowValues]).toBe(6);
     expect(stats.rows.patch).toBe(1);

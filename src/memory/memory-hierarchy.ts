@@ -1,14 +1,14 @@
 /**
- * The memory hierarchy of ARCHITECTURE.md: rows are looked up in L0 (isolate: hot set, LRU),
+ * The memory hierarchy (docs/architecture.md, "Memory tiers"): rows are looked up in L0 (isolate: hot set, LRU),
  * then L1 (Cache API pages), L2 (KV pages), and finally read from L3, the origin bucket, with
  * neighbouring pages coalesced into one range read and at most `originConcurrency` reads in
  * flight. Every request gets its own RowSource pinned to one bundle version, with its own stats.
- * The CLI uses the same class over local files, with no page caches.
+ * The serving core (src/serving/serving-core.ts) owns one per isolate; the CLI's has no page caches.
  */
 import type { BundleManifest, TableShard } from '../bundle/manifest.ts';
 import { decodeRow, type RowLayout } from '../bundle/row-codec.ts';
 import type { RangeReader, RowSource } from '../bundle/row-source.ts';
-import { FlexmemError } from '../errors.ts';
+import { InternalError } from '../errors.ts';
 import { mapWithConcurrency } from '../util/concurrency.ts';
 import { IsolateRowCache } from './isolate-cache.ts';
 import type { PageCache } from './page-cache.ts';
@@ -48,11 +48,24 @@ export const DEFAULT_HIERARCHY: HierarchyConfig = { isolateBytes: 32 << 20, hotS
 
 type Tables = NonNullable<BundleManifest['tables']>;
 
-/** What one request brings: where its bundle's bytes come from, its stats, its waitUntil. */
+/** What one request's rows come from: its bundle version's tables, and how to read them. */
+export interface RowRequest {
+  version: string;
+  tables: Tables;
+  /** Reads the version's objects at the origin: exact bytes or an error. */
+  origin: RangeReader;
+  /** A patch's rows (stored layout) by token id: they take precedence over the tables. */
+  overrides?: ReadonlyMap<number, Uint8Array>;
+  /** Keeps background work (cache fills, hot-set loads) alive after the response: ctx.waitUntil. */
+  background?: (work: Promise<unknown>) => void;
+}
+
+/** A request's row source, with the counts of where its rows came from. */
+export type CountedRowSource = RowSource & { readonly stats: TierStats };
+
 interface RequestIO {
   origin: RangeReader;
   stats: TierStats;
-  /** Keeps background work (cache fills, hot-set loads) alive after the response: ctx.waitUntil. */
   background: (work: Promise<unknown>) => void;
 }
 
@@ -75,19 +88,11 @@ export class MemoryHierarchy {
     this.isolate = new IsolateRowCache(config.isolateBytes);
   }
 
-  /**
-   * A row source for one request, pinned to `version`, whose objects `origin` reads. A patch's
-   * `overrides` (stored rows by token id) take precedence over the tables.
-   */
-  rowsFor(
-    version: string,
-    tables: Tables,
-    origin: RangeReader,
-    stats: TierStats = emptyTierStats(),
-    background: RequestIO['background'] = () => {},
-    overrides: ReadonlyMap<number, Uint8Array> = new Map(),
-  ): RowSource & { stats: TierStats } {
-    const io: RequestIO = { origin, stats, background };
+  /** A row source for one request, pinned to its version, counting the tier of every row it serves. */
+  rowsFor(request: RowRequest): CountedRowSource {
+    const { version, tables, overrides = new Map<number, Uint8Array>() } = request;
+    const stats = emptyTierStats();
+    const io: RequestIO = { origin: request.origin, stats, background: request.background ?? (() => {}) };
     // Rows are cached under the version that owns the tables, so a patch shares its base's cache.
     const tableVersion = tables.shards[0]?.from ?? version;
     this.startHotSetLoad(tableVersion, tables, io);
@@ -168,7 +173,7 @@ export class MemoryHierarchy {
     const first = entry.ref.shard.firstToken + entry.ref.page * rowsPerPage;
     for (const id of entry.ids) {
       const row = page.subarray((id - first) * rowBytes, (id - first + 1) * rowBytes);
-      if (row.byteLength !== rowBytes) throw new FlexmemError(`page ${entry.ref.key} is too short for token ${id}`);
+      if (row.byteLength !== rowBytes) throw new InternalError(`page ${entry.ref.key} is too short for token ${id}`);
       found.set(id, row);
       count();
       this.isolate.put(version, id, row);
@@ -187,7 +192,7 @@ export class MemoryHierarchy {
       const offset = firstPage * pageBytes;
       const length = Math.min((run.entries.at(-1)!.ref.page - firstPage + 1) * pageBytes, run.shard.bytes - offset);
       const bytes = await origin.read(run.shard, offset, length);
-      if (bytes.byteLength !== length) throw new FlexmemError(`memory rows missing at the origin: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
+      if (bytes.byteLength !== length) throw new InternalError(`short origin read: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
       stats.originRequests++;
       stats.originBytes += length;
       for (const entry of run.entries) {
@@ -231,7 +236,7 @@ export class MemoryHierarchy {
 
   private pageOf(version: string, tables: Tables, id: number): PageRef {
     const shard = tables.shards.find((s) => id >= s.firstToken && id < s.firstToken + s.tokenCount);
-    if (!Number.isInteger(id) || !shard) throw new FlexmemError(`no memory row for token ${id}`);
+    if (!Number.isInteger(id) || !shard) throw new InternalError(`no memory row for token ${id}`);
     const rowsPerPage = this.rowsPerPage(tables.layout);
     const page = Math.floor((id - shard.firstToken) / rowsPerPage);
     return { shard, page, key: `${version}/p${rowsPerPage}/${shard.path}/${page}` };

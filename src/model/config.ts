@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FlexmemError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 
 export const ARCHITECTURES = ['dense', 'memoryllm', 'flex', 'meki'] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
@@ -72,20 +72,20 @@ const REQUIRED_KEYS: Record<Architecture, (keyof ModelConfig)[]> = {
   meki: ['memory_dim', 'memory_gate_intermediate_size'],
 };
 
-/** Parses and checks a config object; throws a FlexmemError naming the first problem. */
+/** Parses and checks a config object; throws a InputError naming the first problem. */
 export function parseConfig(raw: unknown, source = 'config.json'): ModelConfig {
   const parsed = ConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
-    throw new FlexmemError(`${source}: ${where}${issue.message}`);
+    throw new InputError(`${source}: ${where}${issue.message}`);
   }
   const c = parsed.data;
   const heads = c.num_attention_heads;
   const kvHeads = c.num_key_value_heads ?? heads;
   const headDim = c.head_dim ?? c.hidden_size / heads;
   const fail = (msg: string): never => {
-    throw new FlexmemError(`${source}: ${msg}`);
+    throw new InputError(`${source}: ${msg}`);
   };
   if (!Number.isInteger(headDim)) fail(`hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${heads}; set head_dim`);
   if (headDim % 2 !== 0) fail(`head_dim ${headDim} must be even for rotary positions`);

@@ -3,34 +3,47 @@
  * re-read at most every `pointerTtlMs`, so a published version goes live without a redeploy; a
  * loaded bundle (manifest, tokenizer, compute session) is kept per version for the isolate's
  * life, a few versions at most. A request pins the LoadedBundle it got and never mixes versions.
+ * docs/architecture.md ("Versions and pointers") explains why.
  */
 import type { InferenceSession } from 'onnxruntime-common';
-import { MANIFEST_FILE, parseManifest, type BundleManifest, type ObjectRef } from '../bundle/manifest.ts';
+import type { BundleManifest } from '../bundle/manifest.ts';
 import type { StepSession } from '../engine/decoder.ts';
-import { FlexmemError } from '../errors.ts';
-import { bundleKey, MODEL_NAME, MODELS_PREFIX, objectKey, pointerKey, type ModelPointer, type ObjectStore } from '../storage/object-store.ts';
+import { InputError, InternalError } from '../errors.ts';
+import { MODEL_NAME, MODELS_PREFIX, objectKey, pointerKey, VERSION_ID, type ModelPointer } from '../storage/object-store.ts';
 import { TextTokenizer } from '../tokenizer/tokenizer.ts';
-import { sha256Hex } from '../util/sha256.ts';
+import { parseStored, type BundleReader } from './bundle-reader.ts';
+import { queuedSession } from './session-queue.ts';
 
 export interface LoadedBundle {
-  model: string;
   version: string;
   manifest: BundleManifest;
   tokenizer: TextTokenizer;
-  /** The compute graph's session; runs are serialized (one wasm instance per isolate). */
+  /** The graph's session; runs are queued (one wasm instance per isolate). */
   session: StepSession;
   /** A patch's rows (stored layout), by token id: they take precedence over the tables. */
-  overrides: Map<number, Uint8Array>;
+  overrides: ReadonlyMap<number, Uint8Array>;
 }
 
-export class UnknownModelError extends FlexmemError {}
+/** Which graph a loaded bundle runs: the served one, or the reference oracle (memory path in-graph). */
+export type GraphChoice = 'compute' | 'reference';
 
 export interface RegistryOptions {
   pointerTtlMs: number;
   /** Loaded versions kept per isolate (memory is 128 MB). */
   maxLoadedVersions: number;
-  now?: () => number;
+  graph: GraphChoice;
+  createSession: (graph: Uint8Array) => Promise<InferenceSession>;
+  /** Called with a version evicted from the isolate, so its cached rows can go too. */
+  onEvict: (version: string) => void;
+  now: () => number;
 }
+
+export class UnknownModelError extends InputError {
+  constructor(model: string) {
+    super(`The model \`${model}\` does not exist`, 404);
+  }
+}
+const unknownModel = (model: string) => new UnknownModelError(model);
 
 export class ModelRegistry {
   private readonly pointers = new Map<string, { pointer: Promise<ModelPointer>; readAt: number }>();
@@ -38,24 +51,21 @@ export class ModelRegistry {
   private modelList: { names: Promise<string[]>; readAt: number } | null = null;
 
   constructor(
-    private readonly store: ObjectStore,
-    private readonly createSession: (graph: Uint8Array) => Promise<InferenceSession>,
+    private readonly reader: BundleReader,
     private readonly options: RegistryOptions,
-    /** Called with a version evicted from the isolate, so its cached rows can go too. */
-    private readonly onEvict: (version: string) => void = () => {},
   ) {}
 
   /** The bundle `model` serves now. */
   async current(model: string): Promise<LoadedBundle> {
     const pointer = await this.pointer(model);
-    return this.load(model, pointer.version);
+    return this.load(pointer.version);
   }
 
   /** Every model with a pointer in the store, and the version it serves. */
   async list(): Promise<ModelPointer[]> {
-    const now = this.now();
+    const now = this.options.now();
     if (!this.modelList || now - this.modelList.readAt > this.options.pointerTtlMs) {
-      const names = this.store.list(MODELS_PREFIX).then((keys) => keys.filter((k) => k.endsWith('.json')).map((k) => k.slice(MODELS_PREFIX.length, -'.json'.length)));
+      const names = this.reader.list(MODELS_PREFIX).then((keys) => keys.filter((k) => k.endsWith('.json')).map((k) => k.slice(MODELS_PREFIX.length, -'.json'.length)));
       this.modelList = { names, readAt: now };
       names.catch(() => (this.modelList = null));
     }
@@ -63,20 +73,37 @@ export class ModelRegistry {
     return Promise.all(names.map((name) => this.pointer(name)));
   }
 
-  private now(): number {
-    return (this.options.now ?? Date.now)();
+  /** A version by id, whichever model serves it (or none). */
+  load(version: string): Promise<LoadedBundle> {
+    let loaded = this.bundles.get(version);
+    if (!loaded) {
+      loaded = this.loadBundle(version);
+      this.bundles.set(version, loaded);
+      loaded.catch(() => this.bundles.delete(version));
+      while (this.bundles.size > this.options.maxLoadedVersions) {
+        const oldest = this.bundles.keys().next().value!;
+        this.bundles.delete(oldest);
+        this.options.onEvict(oldest);
+      }
+    }
+    return loaded;
+  }
+
+  /** Releases every loaded session (a process that is done serving). */
+  async close(): Promise<void> {
+    const loaded = [...this.bundles.values()];
+    this.bundles.clear();
+    await Promise.all(loaded.map((bundle) => bundle.then((b) => b.session.release(), () => {})));
   }
 
   private pointer(model: string): Promise<ModelPointer> {
-    if (!MODEL_NAME.test(model)) return Promise.reject(new UnknownModelError(`The model \`${model}\` does not exist`));
-    const now = this.now();
+    if (!MODEL_NAME.test(model)) return Promise.reject(unknownModel(model));
+    const now = this.options.now();
     const cached = this.pointers.get(model);
     if (cached && now - cached.readAt <= this.options.pointerTtlMs) return cached.pointer;
-    const pointer = this.store.get(pointerKey(model)).then((bytes) => {
-      if (!bytes) throw new UnknownModelError(`The model \`${model}\` does not exist`);
-      const parsed = JSON.parse(new TextDecoder().decode(bytes)) as ModelPointer;
-      if (typeof parsed.version !== 'string') throw new FlexmemError(`pointer of model ${model} is malformed`);
-      return parsed;
+    const pointer = this.reader.optional(pointerKey(model)).then((bytes) => {
+      if (!bytes) throw unknownModel(model);
+      return parseStored(pointerKey(model), () => parsePointer(model, JSON.parse(new TextDecoder().decode(bytes))));
     });
     this.pointers.set(model, { pointer, readAt: now });
     // A failed read is not cached: the next request tries again (but an old pointer keeps serving).
@@ -89,60 +116,29 @@ export class ModelRegistry {
     return cached ? pointer.catch(() => cached.pointer) : pointer;
   }
 
-  private load(model: string, version: string): Promise<LoadedBundle> {
-    const key = `${model}@${version}`;
-    let loaded = this.bundles.get(key);
-    if (!loaded) {
-      loaded = this.loadBundle(model, version);
-      this.bundles.set(key, loaded);
-      loaded.catch(() => this.bundles.delete(key));
-      while (this.bundles.size > this.options.maxLoadedVersions) {
-        const oldest = this.bundles.keys().next().value!;
-        this.bundles.delete(oldest);
-        this.onEvict(oldest.slice(oldest.indexOf('@') + 1));
-      }
-    }
-    return loaded;
-  }
-
-  private async loadBundle(model: string, version: string): Promise<LoadedBundle> {
-    const manifestBytes = await this.store.get(bundleKey(version, MANIFEST_FILE));
-    if (!manifestBytes) throw new FlexmemError(`model ${model} points to version ${version}, which is not in the store`);
-    const manifest = parseManifest(JSON.parse(new TextDecoder().decode(manifestBytes)), `${version}/${MANIFEST_FILE}`);
-    if (manifest.version !== version) throw new FlexmemError(`bundle ${version} has a manifest of version ${manifest.version}`);
-    const [graph, tokenizerBytes] = await Promise.all([this.verified(version, manifest.objects.compute), this.verified(version, manifest.objects.tokenizer)]);
-    const tokenizer = new TextTokenizer(JSON.parse(new TextDecoder().decode(tokenizerBytes)));
-    const session = serialize(await this.createSession(graph));
-    return { model, version, manifest, tokenizer, session, overrides: await this.overrides(version, manifest) };
+  private async loadBundle(version: string): Promise<LoadedBundle> {
+    const manifest = await this.reader.manifest(version);
+    const graphRef = this.options.graph === 'compute' ? manifest.objects.compute : manifest.objects.reference;
+    if (!graphRef) throw new InputError(`bundle ${version} has no reference graph (build it with --reference)`);
+    const [graph, tokenizerBytes] = await Promise.all([this.reader.verified(version, graphRef), this.reader.verified(version, manifest.objects.tokenizer)]);
+    const tokenizer = parseStored(objectKey(version, manifest.objects.tokenizer), () => new TextTokenizer(JSON.parse(new TextDecoder().decode(tokenizerBytes))));
+    const session = queuedSession(await this.options.createSession(graph));
+    return { version, manifest, tokenizer, session, overrides: await this.overrides(version, manifest) };
   }
 
   private async overrides(version: string, manifest: BundleManifest): Promise<Map<number, Uint8Array>> {
     const rows = new Map<number, Uint8Array>();
     if (!manifest.overrides || !manifest.tables) return rows;
-    const bytes = await this.verified(version, manifest.overrides);
+    const bytes = await this.reader.verified(version, manifest.overrides);
     const { rowBytes } = manifest.tables.layout;
     manifest.overrides.tokens.forEach((id, i) => rows.set(id, bytes.subarray(i * rowBytes, (i + 1) * rowBytes)));
     return rows;
   }
-
-  /** An object of the bundle, refused unless its sha256 matches the manifest. */
-  private async verified(version: string, ref: ObjectRef): Promise<Uint8Array> {
-    const bytes = await this.store.get(objectKey(version, ref));
-    if (!bytes) throw new FlexmemError(`bundle ${version} is missing ${ref.path}`);
-    if ((await sha256Hex(bytes)) !== ref.sha256) throw new FlexmemError(`bundle ${version}: ${ref.path} does not match its sha256; refusing to serve it`);
-    return bytes;
-  }
 }
 
-/** Runs one session.run at a time: onnxruntime-web's single wasm instance is not reentrant. */
-function serialize(session: InferenceSession): StepSession {
-  let queue: Promise<unknown> = Promise.resolve();
-  return {
-    inputNames: session.inputNames,
-    run: ((feeds: InferenceSession.FeedsType) => {
-      const result = queue.then(() => session.run(feeds));
-      queue = result.catch(() => {});
-      return result;
-    }) as StepSession['run'],
-  };
+/** A pointer object as the store holds it; its version must be a plain key segment. */
+function parsePointer(model: string, raw: unknown): ModelPointer {
+  const pointer = raw as Partial<ModelPointer> | null;
+  if (typeof pointer?.version !== 'string' || !VERSION_ID.test(pointer.version)) throw new InternalError('the pointer is malformed (no valid version)');
+  return { model, version: pointer.version, updatedAt: typeof pointer.updatedAt === 'string' ? pointer.updatedAt : '' };
 }

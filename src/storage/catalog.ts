@@ -4,7 +4,7 @@
  * `published.json` exists; publishers write it last, after verifying every object.
  */
 import { MANIFEST_FILE, parseManifest, type BundleManifest } from '../bundle/manifest.ts';
-import { FlexmemError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 import { bundleKey, MODELS_PREFIX, pointerKey, type ModelPointer, type ObjectStore } from './object-store.ts';
 
 export const PUBLISHED_FILE = 'published.json';
@@ -63,9 +63,9 @@ export class Catalog {
 
   /** The manifest of a complete version; a clear error for any other. */
   async manifest(version: string): Promise<BundleManifest> {
-    if (!(await this.published(version))) throw new FlexmemError(`unknown version ${version} (not a complete version in this store; see \`flexmem versions\`)`);
+    if (!(await this.published(version))) throw new InputError(`unknown version ${version} (not a complete version in this store; see \`flexmem versions\`)`);
     const bytes = await this.store.get(bundleKey(version, MANIFEST_FILE));
-    if (!bytes) throw new FlexmemError(`version ${version} has no manifest`);
+    if (!bytes) throw new InputError(`version ${version} has no manifest`);
     return parseManifest(decodeJson(bytes), `${version}/${MANIFEST_FILE}`);
   }
 
@@ -82,7 +82,7 @@ export class Catalog {
 
   /** Points `model` at `version`, which must be complete. */
   async setPointer(model: string, version: string, now = new Date()): Promise<ModelPointer> {
-    if (!(await this.published(version))) throw new FlexmemError(`unknown version ${version} (not a complete version in this store; see \`flexmem versions\`)`);
+    if (!(await this.published(version))) throw new InputError(`unknown version ${version} (not a complete version in this store; see \`flexmem versions\`)`);
     const pointer: ModelPointer = { model, version, updatedAt: now.toISOString() };
     await this.store.put(pointerKey(model), encodeJson(pointer));
     return pointer;

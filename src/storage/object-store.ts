@@ -45,5 +45,8 @@ export interface ModelPointer {
   updatedAt: string;
 }
 
-/** Model names are path segments: letters, digits, dot, dash, underscore. */
-export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Model names and version ids are single key segments: letters, digits, dot, dash, underscore. */
+const KEY_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export const MODEL_NAME = KEY_SEGMENT;
+/** A pointer naming "../x" must not make the worker read outside `bundles/`. */
+export const VERSION_ID = KEY_SEGMENT;

@@ -8,7 +8,7 @@
  * abandoned 0.0.1); the format is small enough that this file is the whole of it. It works on
  * byte ranges so callers can read a header without loading a multi-gigabyte file.
  */
-import { FlexmemError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 import { BYTES_PER_ELEMENT, type FloatDtype } from './dtype.ts';
 
 const DTYPES: Record<string, FloatDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
@@ -25,9 +25,9 @@ export interface SafetensorsEntry {
 
 /** Reads the header length from the first 8 bytes of a file. */
 export function headerLength(first8: Uint8Array, source: string): number {
-  if (first8.byteLength < 8) throw new FlexmemError(`${source}: not a safetensors file (shorter than 8 bytes)`);
+  if (first8.byteLength < 8) throw new InputError(`${source}: not a safetensors file (shorter than 8 bytes)`);
   const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) throw new FlexmemError(`${source}: not a safetensors file (header length ${n})`);
+  if (n > BigInt(MAX_HEADER_BYTES)) throw new InputError(`${source}: not a safetensors file (header length ${n})`);
   return Number(n);
 }
 
@@ -37,7 +37,7 @@ export function parseHeader(json: Uint8Array, fileBytes: number, source: string)
   try {
     header = JSON.parse(new TextDecoder().decode(json));
   } catch {
-    throw new FlexmemError(`${source}: not a safetensors file (header is not JSON)`);
+    throw new InputError(`${source}: not a safetensors file (header is not JSON)`);
   }
   const dataStart = 8 + json.byteLength;
   const entries: SafetensorsEntry[] = [];
@@ -45,11 +45,11 @@ export function parseHeader(json: Uint8Array, fileBytes: number, source: string)
     if (name === '__metadata__') continue;
     const { dtype, shape, data_offsets } = value as { dtype: string; shape: number[]; data_offsets: [number, number] };
     const floatDtype = DTYPES[dtype];
-    if (!floatDtype) throw new FlexmemError(`${source}: tensor ${name} has dtype ${dtype}; flexmem reads F32, F16 and BF16`);
+    if (!floatDtype) throw new InputError(`${source}: tensor ${name} has dtype ${dtype}; flexmem reads F32, F16 and BF16`);
     const [begin, end] = data_offsets;
     const expected = shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[floatDtype];
     if (end - begin !== expected || dataStart + end > fileBytes) {
-      throw new FlexmemError(`${source}: tensor ${name} has a corrupt byte range [${begin}, ${end}) for shape [${shape}] ${dtype}`);
+      throw new InputError(`${source}: tensor ${name} has a corrupt byte range [${begin}, ${end}) for shape [${shape}] ${dtype}`);
     }
     entries.push({ name, dtype: floatDtype, shape, begin: dataStart + begin, end: dataStart + end });
   }

@@ -1,5 +1,5 @@
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { FlexmemError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 import { bytesToUnicode } from './byte-level-bpe.ts';
 
 /** The part of a Hugging Face tokenizer.json that flexmem reads itself. */
@@ -20,7 +20,7 @@ export class TextTokenizer {
 
   constructor(json: unknown, config: Record<string, unknown> = {}) {
     const tj = json as TokenizerJson;
-    if (typeof json !== 'object' || json === null || !tj.model) throw new FlexmemError('tokenizer.json: not a Hugging Face tokenizer (no "model")');
+    if (typeof json !== 'object' || json === null || !tj.model) throw new InputError('tokenizer.json: not a Hugging Face tokenizer (no "model")');
     const ids = new Set<number>();
     const vocab = tj.model.vocab ?? {};
     for (const entry of Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab)) ids.add(entry);
@@ -32,7 +32,7 @@ export class TextTokenizer {
     try {
       this.hf = new HfTokenizer(json as object, config);
     } catch (error) {
-      throw new FlexmemError(`tokenizer.json: cannot load it (${(error as Error).message})`);
+      throw new InputError(`tokenizer.json: cannot load it (${(error as Error).message})`);
     }
   }
 

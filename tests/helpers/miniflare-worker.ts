@@ -13,8 +13,16 @@ export interface WorkerOptions {
   kv?: boolean;
 }
 
+/** A line the worker logged (console.log, console.error, ...). */
+export interface WorkerLog {
+  level: string;
+  message: string;
+}
+
 export interface RunningWorker {
   url: string;
+  /** Everything the worker logged so far (printed too when FLEXMEM_TEST_LOGS=1). */
+  logs: WorkerLog[];
   mf: Miniflare;
   /** The BUNDLES bucket, as an ObjectStore. */
   bucket: ObjectStore;
@@ -37,14 +45,19 @@ export function workerScript(workerDir: string) {
 }
 
 export async function launchWorker(workerDir: string, options: WorkerOptions = {}): Promise<RunningWorker> {
+  const logs: WorkerLog[] = [];
   const mf = new Miniflare({
     ...workerScript(workerDir),
     r2Buckets: { BUNDLES: 'flexmem-bundles' },
     kvNamespaces: options.kv ? ['ROWS_KV'] : [],
     bindings: { POINTER_TTL_SECONDS: '1', ...options.vars },
     port: 0,
+    handleStructuredLogs: ({ level, message }: WorkerLog) => {
+      logs.push({ level, message });
+      if (process.env.FLEXMEM_TEST_LOGS === '1') process.stderr.write(`[worker ${level}] ${message}\n`);
+    },
   });
   const url = (await mf.ready).toString().replace(/\/$/, '');
   const bucket = miniflareR2Store(await mf.getR2Bucket('BUNDLES'));
-  return { url, mf, bucket, dispose: () => mf.dispose() };
+  return { url, mf, bucket, logs, dispose: () => mf.dispose() };
 }

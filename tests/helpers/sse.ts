@@ -1,20 +1,22 @@
-/** Reading server-sent events from a fetch Response, event by event, as they arrive. */
+/** Reading server-sent events from a fetch Response, event by event, as they arrive (parsed by eventsource-parser). */
+import { EventSourceParserStream } from 'eventsource-parser/stream';
+
+/** The data of each event of the stream, in order. */
 export async function* sseEvents(response: Response): AsyncGenerator<string> {
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream({ onError: 'terminate' })).getReader();
+  let done = false;
   try {
     while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) !== -1) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (event.startsWith('data: ')) yield event.slice('data: '.length);
+      const next = await reader.read();
+      if (next.done) {
+        done = true;
+        return;
       }
+      yield next.value.data;
     }
   } finally {
+    // A consumer that stops early is done with the response: let go of its connection.
+    if (!done) await reader.cancel().catch(() => {});
     reader.releaseLock();
   }
 }

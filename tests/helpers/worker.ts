@@ -1,5 +1,6 @@
 /** The real worker in real workerd (Miniflare), and small clients for it. */
 import http from 'node:http';
+import { createParser } from 'eventsource-parser';
 import { inject } from 'vitest';
 import { publishBundle } from '../../cli/publish.ts';
 import { launchWorker, type RunningWorker, type WorkerOptions } from './miniflare-worker.ts';
@@ -22,7 +23,29 @@ export async function serveBundle(worker: RunningWorker, bundleDir: string, mode
  * clients do; any other failure is the test's.
  */
 export async function post(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
-  const send = () => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
+  return sendOnce(() => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init }));
+}
+
+/**
+ * POSTs `text` as a stream in chunks of `chunkBytes`, without a Content-Length (chunked transfer
+ * encoding), as a client does that does not know the size of what it uploads. Retried as `post` is.
+ */
+export async function postStreamed(url: string, text: string, chunkBytes = 64 << 10): Promise<Response> {
+  const bytes = new TextEncoder().encode(text);
+  const body = () => {
+    let offset = 0;
+    return new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (offset >= bytes.length) return controller.close();
+        controller.enqueue(bytes.slice(offset, offset + chunkBytes));
+        offset += chunkBytes;
+      },
+    });
+  };
+  return sendOnce(() => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(), duplex: 'half' } as RequestInit));
+}
+
+async function sendOnce(send: () => Promise<Response>): Promise<Response> {
   try {
     return await send();
   } catch (error) {
@@ -39,14 +62,17 @@ export function streamThenDisconnect(url: string, body: unknown, events: number)
   const target = new URL(url);
   return new Promise((resolve, reject) => {
     const request = http.request({ host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (response) => {
-      let seen = '';
-      response.on('data', (chunk: Buffer) => {
-        seen += chunk.toString();
-        if (seen.split('\n\n').length > events) {
+      let seen = 0;
+      const parser = createParser({
+        onEvent: () => {
+          if (seen >= events || ++seen < events) return;
           request.destroy();
           resolve();
-        }
+        },
+        onError: reject,
       });
+      response.setEncoding('utf8'); // decodes characters split across chunks
+      response.on('data', (chunk: string) => parser.feed(chunk));
     });
     request.on('error', reject);
     request.end(JSON.stringify(body));

@@ -1,0 +1,135 @@
+/**
+ * One completion, as both endpoints answer it: pin the model's bundle, tokenize and check the
+ * context, start the core's generation, and answer as JSON or as server-sent events.
+ */
+import type { GenerationRequest, TokenLogprob } from '../engine/generation.ts';
+import type { LoadedBundle } from '../serving/serving-core.ts';
+import { VERSION_HEADER, type ApiHost } from './host.ts';
+import { ApiError, internalErrorBody } from './errors.ts';
+import {
+  completeResponse,
+  deltaChunk,
+  finishChunk,
+  formatLogprobs,
+  serverTimingHeader,
+  startChunk,
+  timingSummary,
+  tokenTextOf,
+  usageChunk,
+  type Endpoint,
+  type ResponseContext,
+} from './openai-format.ts';
+import type { ChatRequest, CompletionRequest } from './request-schema.ts';
+
+type SharedRequest = Pick<CompletionRequest & ChatRequest, 'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'stream' | 'stream_options'> & {
+  /** Alternatives to report per token, or null for no logprobs. */
+  logprobs: number | null;
+};
+
+export interface CompletionCall {
+  host: ApiHost;
+  requestId: string;
+  /** The HTTP request's signal: it aborts when the client disconnects. */
+  signal: AbortSignal | undefined;
+  endpoint: Endpoint;
+  request: SharedRequest;
+  /** The prompt text and extra stop strings, once the bundle (and its chat template) is known. */
+  promptOf: (bundle: LoadedBundle) => { prompt: string; stops: string[] };
+}
+
+export async function complete({ host, requestId, signal, endpoint, request, promptOf }: CompletionCall): Promise<Response> {
+  const { core } = host;
+  const started = core.clock();
+  const bundle = await core.current(request.model); // pins one version for the whole response
+  const { prompt, stops } = promptOf(bundle);
+  const promptIds = bundle.tokenizer.encode(prompt);
+  const maxTokens = checkContext(bundle, promptIds.length, request.max_tokens, endpoint, host.limits.defaultMaxTokens);
+
+  // One signal cancels the generation: the client went away, or the stream was cancelled.
+  const cancel = new AbortController();
+  signal?.addEventListener('abort', () => cancel.abort());
+  const requestStops = request.stop == null ? [] : typeof request.stop === 'string' ? [request.stop] : request.stop;
+  const generation: GenerationRequest = {
+    promptIds,
+    maxTokens,
+    sampling: { temperature: request.temperature ?? 1, topP: request.top_p ?? 1, topK: request.top_k ?? 0, seed: request.seed ?? Math.floor(Math.random() * 2 ** 31) },
+    stop: [...requestStops, ...stops],
+    logprobs: request.logprobs,
+    signal: cancel.signal,
+  };
+  const { deltas, metrics } = core.generate(bundle, generation, host.background);
+
+  const tokenText = tokenTextOf((id) => bundle.tokenizer.tokenBytes(id));
+  const logprobsOf = (tokens: TokenLogprob[], textOffset = 0) => (request.logprobs === null ? null : formatLogprobs(endpoint, tokens, tokenText, textOffset));
+  const r: ResponseContext = { endpoint, id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: request.model, version: bundle.version };
+  const usage = (completionTokens: number) => ({ prompt_tokens: promptIds.length, completion_tokens: completionTokens, total_tokens: promptIds.length + completionTokens });
+  const summary = () => timingSummary(core.clock() - started, metrics());
+
+  if (!request.stream) {
+    let output = '';
+    const tokens: TokenLogprob[] = [];
+    let next = await deltas.next();
+    for (; !next.done; next = await deltas.next()) {
+      output += next.value.text;
+      tokens.push(...next.value.tokens);
+    }
+    const t = summary();
+    return Response.json(completeResponse(r, output, next.value.finishReason, usage(next.value.completionTokens), t, logprobsOf(tokens)), {
+      headers: { [VERSION_HEADER]: bundle.version, 'server-timing': serverTimingHeader(t) },
+    });
+  }
+
+  const encoder = new TextEncoder();
+  const event = (data: object | string) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  let startSent = false;
+  let streamedText = 0;
+  const body = new ReadableStream<Uint8Array>(
+    {
+      // Pull-based: the next token is computed only when the stream wants another chunk.
+      async pull(controller) {
+        try {
+          if (!startSent) {
+            startSent = true;
+            return controller.enqueue(event(startChunk(r)));
+          }
+          const next = await deltas.next();
+          if (!next.done) {
+            controller.enqueue(event(deltaChunk(r, next.value.text, logprobsOf(next.value.tokens, streamedText))));
+            streamedText += next.value.text.length;
+            return;
+          }
+          controller.enqueue(event(finishChunk(r, next.value.finishReason, summary())));
+          if (request.stream_options?.include_usage) controller.enqueue(event(usageChunk(r, usage(next.value.completionTokens))));
+          controller.enqueue(event('[DONE]'));
+          controller.close();
+        } catch (error) {
+          // The status line has gone out: the fault is reported in the stream, the details in the log.
+          console.error(`request ${requestId} failed while generating:`, error);
+          controller.enqueue(event(internalErrorBody(requestId)));
+          controller.close();
+        }
+      },
+      cancel() {
+        cancel.abort();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return new Response(body, {
+    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', [VERSION_HEADER]: bundle.version },
+  });
+}
+
+/** The tokens the completion may generate; refuses a prompt that is empty or leaves no room. */
+function checkContext(bundle: LoadedBundle, promptTokens: number, maxTokens: number | null | undefined, endpoint: Endpoint, defaultMaxTokens: number): number {
+  const context = bundle.manifest.config.max_position_embeddings;
+  const promptParam = endpoint === 'chat' ? 'messages' : 'prompt';
+  if (promptTokens === 0) throw new ApiError(400, 'The prompt is empty.', 'invalid_request_error', promptParam);
+  if (promptTokens >= context) {
+    throw new ApiError(400, `This model's maximum context length is ${context} tokens. However, your prompt resulted in ${promptTokens} tokens.`, 'invalid_request_error', promptParam, 'context_length_exceeded');
+  }
+  if (maxTokens && promptTokens + maxTokens > context) {
+    throw new ApiError(400, `This model's maximum context length is ${context} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the prompt, ${maxTokens} for the completion).`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
+  }
+  return maxTokens ?? Math.min(defaultMaxTokens, context - promptTokens);
+}

@@ -1,0 +1,19 @@
+import type { InferenceSession } from 'onnxruntime-common';
+import type { StepSession } from '../engine/decoder.ts';
+
+/**
+ * Runs one session.run at a time: onnxruntime-web's single wasm instance is not reentrant, and
+ * concurrent generations in one isolate interleave their steps through this queue.
+ */
+export function queuedSession(session: InferenceSession): StepSession {
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    inputNames: session.inputNames,
+    release: () => queue.then(() => session.release()),
+    run: ((feeds: InferenceSession.FeedsType) => {
+      const result = queue.then(() => session.run(feeds));
+      queue = result.catch(() => {});
+      return result;
+    }) as StepSession['run'],
+  };
+}
