@@ -53,7 +53,10 @@ function parseArgs(argv: string[]): { options: Options; only: SuiteName[]; write
     else if (arg === '--report-only') reportOnly = true;
     else if (arg.startsWith('--rounds')) options.rounds = Math.max(1, Number(value()));
     else if (arg.startsWith('--only')) {
-      only = value().split(',').map((s) => s.trim()).filter(Boolean) as SuiteName[];
+      only = value()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean) as SuiteName[];
       for (const s of only) if (!(s in SUITES)) throw new Error(`unknown suite ${s} (expected ${Object.keys(SUITES).join(', ')})`);
     } else if (arg === '--help' || arg === '-h') {
       console.log(readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]);
@@ -109,7 +112,15 @@ async function main(): Promise<void> {
   if (write) {
     const runsPath = join(resultsDir, 'runs.json');
     const runs = existsSync(runsPath) ? JSON.parse(readFileSync(runsPath, 'utf8')) : [];
-    runs.push({ command, suites: only, quick: options.quick, rounds: options.rounds ?? null, seconds, date: new Date().toISOString(), built: ctx.buildSeconds });
+    runs.push({
+      command,
+      suites: only,
+      quick: options.quick,
+      rounds: options.rounds ?? null,
+      seconds,
+      date: new Date().toISOString(),
+      built: ctx.buildSeconds,
+    });
     writeFileSync(runsPath, JSON.stringify(runs, null, 1));
     writeReport();
   }

@@ -29,7 +29,10 @@ const DEFAULT_SHARD_BYTES = 512 * 1024 * 1024;
 const BATCH_VALUES = 4 * 1024 * 1024;
 
 export async function buildBundle(checkpointDir: string, bundleDir: string, options: BuildOptions): Promise<BundleManifest> {
-  if (existsSync(bundleDir)) throw new InputError(`output folder already exists: ${bundleDir} (flexmem never overwrites a bundle; remove it or choose another path)`);
+  if (existsSync(bundleDir))
+    throw new InputError(
+      `output folder already exists: ${bundleDir} (flexmem never overwrites a bundle; remove it or choose another path)`,
+    );
   const checkpoint = readCheckpoint(checkpointDir);
   const staging = join(dirname(bundleDir), `.${basename(bundleDir)}.partial-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
@@ -46,9 +49,16 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
       : undefined;
     const tables = checkpoint.config.memory_layers.length ? await writeTables(checkpoint, staging, options) : null;
     const chatTemplate = readChatTemplate(checkpointDir);
-    const partial = { format: BUNDLE_FORMAT, config: checkpoint.config, objects: { compute, tokenizer, reference }, tables, chatTemplate, builtFrom: { tool: 'flexmem 0.1.0' } } as const;
+    const partial = {
+      format: BUNDLE_FORMAT,
+      config: checkpoint.config,
+      objects: { compute, tokenizer, reference },
+      tables,
+      chatTemplate,
+      builtFrom: { tool: 'flexmem 0.1.0' },
+    } as const;
     const manifest: BundleManifest = { ...partial, version: await versionId(partial) };
-    writeFileSync(join(staging, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+    writeFileSync(join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     if (existsSync(bundleDir)) throw new InputError(`output folder appeared during the build: ${bundleDir}`);
     renameSync(staging, bundleDir);
     return manifest;
@@ -67,7 +77,11 @@ function readChatTemplate(checkpointDir: string): string | undefined {
 }
 
 /** Runs the memory path over the whole vocabulary in batches and streams the rows to shards. */
-async function writeTables(checkpoint: Checkpoint, staging: string, options: BuildOptions): Promise<{ layout: RowLayout; shards: TableShard[] }> {
+async function writeTables(
+  checkpoint: Checkpoint,
+  staging: string,
+  options: BuildOptions,
+): Promise<{ layout: RowLayout; shards: TableShard[] }> {
   const { config } = checkpoint;
   const layout = rowLayout(config, options.dtype);
   const session = await ort.InferenceSession.create(buildMemoryGraph(config, checkpoint.weights));

@@ -1,5 +1,16 @@
 /** Reading and writing checkpoint folders (docs/checkpoint-format.md) on the local file system. */
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../src/errors.ts';
 import { parseConfig, type ModelConfig } from '../src/model/config.ts';
@@ -42,7 +53,9 @@ export function readCheckpoint(dir: string): Checkpoint {
 type TensorIndex = Map<string, { file: string; entry: SafetensorsEntry }>;
 
 function indexSafetensors(dir: string): TensorIndex {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
   if (files.length === 0) throw new InputError(`no *.safetensors file in ${dir}`);
   const index: TensorIndex = new Map();
   for (const name of files) {
@@ -79,7 +92,10 @@ function checkTensors(config: ModelConfig, index: TensorIndex, dir: string): voi
       );
     }
   }
-  if (unused.length) throw new InputError(`unexpected tensor ${unused[0]} for architecture ${config.architecture} (misnamed, or a config that does not match the checkpoint?)`);
+  if (unused.length)
+    throw new InputError(
+      `unexpected tensor ${unused[0]} for architecture ${config.architecture} (misnamed, or a config that does not match the checkpoint?)`,
+    );
 }
 
 class SafetensorsWeights implements WeightSource {
@@ -121,7 +137,7 @@ export function writeCheckpoint(
   dtype: 'f32' | 'f16',
 ): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  writeFileSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson));
   const fd = openSync(join(dir, 'model.safetensors'), 'w');
   try {

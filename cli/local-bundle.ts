@@ -10,7 +10,13 @@ import { MANIFEST_FILE, parseManifest, type BundleManifest } from '../src/bundle
 import type { CountedRowSource } from '../src/memory/memory-hierarchy.ts';
 import type { Decoder } from '../src/engine/decoder.ts';
 import { InputError } from '../src/errors.ts';
-import { createServingCore, type GraphChoice, type LoadedBundle, type ServingCore, type ServingParts } from '../src/serving/serving-core.ts';
+import {
+  createServingCore,
+  type GraphChoice,
+  type LoadedBundle,
+  type ServingCore,
+  type ServingParts,
+} from '../src/serving/serving-core.ts';
 import { bundleKey, type ByteRange, type ObjectStore } from '../src/storage/object-store.ts';
 import type { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { readJsonFile } from './checkpoint.ts';
@@ -85,8 +91,10 @@ export function localServingCore(dir: string, manifest: BundleManifest, parts: P
 
 export async function openLocalBundle(dir: string, graph: GraphChoice = 'compute'): Promise<LocalBundle> {
   const manifest = readLocalManifest(dir);
-  if (graph === 'reference' && !manifest.objects.reference) throw new InputError(`bundle ${dir} has no reference graph (build it with --reference)`);
-  if (manifest.base) throw new InputError(`bundle ${dir} is a patch of ${manifest.base}: its other objects live in a store (serve it from there)`);
+  if (graph === 'reference' && !manifest.objects.reference)
+    throw new InputError(`bundle ${dir} has no reference graph (build it with --reference)`);
+  if (manifest.base)
+    throw new InputError(`bundle ${dir} is a patch of ${manifest.base}: its other objects live in a store (serve it from there)`);
   const core = localServingCore(dir, manifest, { settings: { graph } });
   const bundle = await core.bundle(manifest.version);
   const rows = core.rows(bundle);

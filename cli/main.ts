@@ -19,7 +19,18 @@ const program = new Command('flexmem')
   .configureOutput({ outputError: (message, write) => write(message.replace(/^error: /, 'flexmem: ')) })
   .exitOverride();
 
-const commands = [registerInit, registerPlan, registerBuild, registerRun, registerEval, registerPublish, registerVersions, registerRollback, registerGc, registerPatch];
+const commands = [
+  registerInit,
+  registerPlan,
+  registerBuild,
+  registerRun,
+  registerEval,
+  registerPublish,
+  registerVersions,
+  registerRollback,
+  registerGc,
+  registerPatch,
+];
 for (const register of commands) register(program);
 
 try {

@@ -58,11 +58,15 @@ export function readEdits(path: string, manifest: BundleManifest, tokenizer: Tex
     const where = `${path}: edit ${i + 1}`;
     const resolveToken = (ref: string | number): number => {
       if (typeof ref === 'number') {
-        if (ref < 0 || ref >= manifest.config.vocab_size) throw new InputError(`${where}: unknown token id ${ref} (vocabulary is 0-${manifest.config.vocab_size - 1})`);
+        if (ref < 0 || ref >= manifest.config.vocab_size)
+          throw new InputError(`${where}: unknown token id ${ref} (vocabulary is 0-${manifest.config.vocab_size - 1})`);
         return ref;
       }
       const ids = tokenizer.encode(ref);
-      if (ids.length !== 1) throw new InputError(`${where}: unknown token ${JSON.stringify(ref)} (it is ${ids.length} tokens: [${ids}]; give one token or its id)`);
+      if (ids.length !== 1)
+        throw new InputError(
+          `${where}: unknown token ${JSON.stringify(ref)} (it is ${ids.length} tokens: [${ids}]; give one token or its id)`,
+        );
       return ids[0];
     };
     const memoryLayers = layout.slices.map((s) => s.layer);
@@ -73,7 +77,12 @@ export function readEdits(path: string, manifest: BundleManifest, tokenizer: Tex
     });
     const resolved: ResolvedEdit = { edit, token: resolveToken(edit.token), slices };
     if (edit.op === 'copy') resolved.from = resolveToken(edit.from);
-    if (edit.op === 'set') resolved.values = readValues(resolve(dirname(path), edit.file), slices.reduce((n, s) => n + s.width, 0), where);
+    if (edit.op === 'set')
+      resolved.values = readValues(
+        resolve(dirname(path), edit.file),
+        slices.reduce((n, s) => n + s.width, 0),
+        where,
+      );
     return resolved;
   });
 }
@@ -90,7 +99,12 @@ function readValues(file: string, expected: number, where: string): Float32Array
 }
 
 /** Builds the patch of `baseVersion` in `store`, publishes it, and points `model` at it. */
-export async function publishPatch(store: ObjectStore, baseVersion: string, editsPath: string, model: string | undefined): Promise<PublishResult> {
+export async function publishPatch(
+  store: ObjectStore,
+  baseVersion: string,
+  editsPath: string,
+  model: string | undefined,
+): Promise<PublishResult> {
   const catalog = new Catalog(store);
   const base = await catalog.manifest(baseVersion);
   const tokenizerBytes = await store.get(objectKey(baseVersion, base.objects.tokenizer));
@@ -106,7 +120,10 @@ export async function publishPatch(store: ObjectStore, baseVersion: string, edit
   for (const id of new Set(edits.flatMap((e) => (e.from === undefined ? [e.token] : [e.token, e.from])))) {
     if (rows.has(id)) continue;
     const shard = tables.shards.find((s) => id >= s.firstToken && id < s.firstToken + s.tokenCount)!;
-    const bytes = await store.get(objectKey(baseVersion, shard), { offset: (id - shard.firstToken) * layout.rowBytes, length: layout.rowBytes });
+    const bytes = await store.get(objectKey(baseVersion, shard), {
+      offset: (id - shard.firstToken) * layout.rowBytes,
+      length: layout.rowBytes,
+    });
     if (!bytes) throw new InputError(`version ${baseVersion} is missing the row of token ${id}`);
     const row = new Float32Array(layout.rowValues);
     decodeRow(bytes, layout, row, 0);
@@ -119,8 +136,10 @@ export async function publishPatch(store: ObjectStore, baseVersion: string, edit
     for (const s of e.slices) {
       const target = row.subarray(s.valueOffset, s.valueOffset + s.width);
       if (e.edit.op === 'ablate') target.fill(0);
-      else if (e.edit.op === 'scale') target.forEach((v, i) => (target[i] = v * (e.edit as { factor: number }).factor));
-      else if (e.edit.op === 'copy') target.set(rows.get(e.from!)!.subarray(s.valueOffset, s.valueOffset + s.width));
+      else if (e.edit.op === 'scale') {
+        const { factor } = e.edit;
+        for (let i = 0; i < target.length; i++) target[i] *= factor;
+      } else if (e.edit.op === 'copy') target.set(rows.get(e.from!)!.subarray(s.valueOffset, s.valueOffset + s.width));
       else target.set(e.values!.subarray(offset, offset + s.width));
       offset += s.width;
     }
@@ -130,7 +149,9 @@ export async function publishPatch(store: ObjectStore, baseVersion: string, edit
 
   const tokens = [...edited].sort((a, b) => a - b);
   const values = new Float32Array(tokens.length * layout.rowValues);
-  tokens.forEach((id, i) => values.set(rows.get(id)!, i * layout.rowValues));
+  tokens.forEach((id, i) => {
+    values.set(rows.get(id)!, i * layout.rowValues);
+  });
   const overrides = encodeRows(values, tokens.length, layout);
   const shared = <T extends { from?: string }>(ref: T): T => ({ ...ref, from: ref.from ?? baseVersion });
   const partial: Omit<BundleManifest, 'version'> = {
@@ -144,7 +165,7 @@ export async function publishPatch(store: ObjectStore, baseVersion: string, edit
     builtFrom: { tool: 'flexmem patch' },
   };
   const manifest: BundleManifest = { ...partial, version: await versionId(partial) };
-  const manifestBytes = new TextEncoder().encode(JSON.stringify(manifest, null, 2) + '\n');
+  const manifestBytes = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
   return publishVersion(store, manifest, manifestBytes, [{ ref: manifest.overrides!, read: () => overrides }], { model });
 }
 

@@ -39,7 +39,13 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 
 /** The objects a version owns (not those it shares with a base). */
 export function ownObjects(manifest: BundleManifest): ObjectRef[] {
-  const all = [manifest.objects.compute, manifest.objects.tokenizer, manifest.objects.reference, ...(manifest.tables?.shards ?? []), manifest.overrides];
+  const all = [
+    manifest.objects.compute,
+    manifest.objects.tokenizer,
+    manifest.objects.reference,
+    ...(manifest.tables?.shards ?? []),
+    manifest.overrides,
+  ];
   return all.filter((o): o is ObjectRef => !!o && !o.from);
 }
 
@@ -53,21 +59,36 @@ export function localBundle(dir: string): { manifest: BundleManifest; manifestBy
     return { ref, read: () => readFileSync(file) };
   });
   for (const p of payloads) {
-    if (sha256(p.read()) !== p.ref.sha256) throw new InputError(`${join(dir, p.ref.path)} does not match the sha256 in its manifest (corrupted?); nothing was published`);
+    if (sha256(p.read()) !== p.ref.sha256)
+      throw new InputError(`${join(dir, p.ref.path)} does not match the sha256 in its manifest (corrupted?); nothing was published`);
   }
   return { manifest, manifestBytes: readFileSync(path), payloads };
 }
 
-export async function publishVersion(store: ObjectStore, manifest: BundleManifest, manifestBytes: Uint8Array, payloads: Payload[], options: PublishOptions = {}): Promise<PublishResult> {
+export async function publishVersion(
+  store: ObjectStore,
+  manifest: BundleManifest,
+  manifestBytes: Uint8Array,
+  payloads: Payload[],
+  options: PublishOptions = {},
+): Promise<PublishResult> {
   const catalog = new Catalog(store);
   const { version } = manifest;
-  const result: PublishResult = { version, uploadedObjects: 0, uploadedBytes: 0, skippedObjects: 0, alreadyPublished: false, pointer: null };
+  const result: PublishResult = {
+    version,
+    uploadedObjects: 0,
+    uploadedBytes: 0,
+    skippedObjects: 0,
+    alreadyPublished: false,
+    pointer: null,
+  };
   if (await catalog.published(version)) {
     result.alreadyPublished = true;
     result.skippedObjects = payloads.length;
   } else {
     for (const shared of [manifest.objects.compute, ...(manifest.tables?.shards ?? [])].filter((o) => o.from)) {
-      if (!(await catalog.published(shared.from!))) throw new InputError(`version ${version} builds on ${shared.from}, which is not complete in this store`);
+      if (!(await catalog.published(shared.from!)))
+        throw new InputError(`version ${version} builds on ${shared.from}, which is not complete in this store`);
     }
     await catalog.markPublishing(version);
     const total = payloads.reduce((n, p) => n + p.ref.bytes, 0);
@@ -103,7 +124,12 @@ export async function publishVersion(store: ObjectStore, manifest: BundleManifes
       if (options.progress) bar.stop();
     }
     await store.put(bundleKey(version, MANIFEST_FILE), manifestBytes);
-    await catalog.markPublished({ version, publishedAt: new Date().toISOString(), bytes: total, ...(manifest.base ? { base: manifest.base } : {}) });
+    await catalog.markPublished({
+      version,
+      publishedAt: new Date().toISOString(),
+      bytes: total,
+      ...(manifest.base ? { base: manifest.base } : {}),
+    });
   }
   if (options.model) result.pointer = await catalog.setPointer(options.model, version);
   return result;

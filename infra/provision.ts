@@ -10,7 +10,15 @@ import { loadRegions, REGIONS_FILE, selectRegions, type Region } from './regions
 
 export function provisioningPlan(regions: Region[]): string[][] {
   return regions.flatMap((r) => [
-    ['wrangler', 'r2', 'bucket', 'create', r.bucket, ...(r.jurisdiction ? ['--jurisdiction', r.jurisdiction] : []), ...(r.locationHint ? ['--location', r.locationHint] : [])],
+    [
+      'wrangler',
+      'r2',
+      'bucket',
+      'create',
+      r.bucket,
+      ...(r.jurisdiction ? ['--jurisdiction', r.jurisdiction] : []),
+      ...(r.locationHint ? ['--location', r.locationHint] : []),
+    ],
     ['wrangler', 'kv', 'namespace', 'create', r.kvNamespace],
   ]);
 }
@@ -32,7 +40,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       const region = file.regions.find((r) => r.kvNamespace === command[4]);
       if (command[1] === 'kv' && id && region) region.kvNamespaceId = id;
     }
-    writeFileSync(REGIONS_FILE, JSON.stringify(file, null, 2) + '\n');
+    writeFileSync(REGIONS_FILE, `${JSON.stringify(file, null, 2)}\n`);
     console.log('recorded KV namespace ids in infra/regions.json; now run: npx tsx infra/sync-wrangler.ts');
   }
 }

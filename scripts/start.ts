@@ -18,7 +18,8 @@ function demoCheckpoints(): { model: string; checkpoint: string }[] {
   const trained = existsSync('models') ? readdirSync('models').filter((name) => existsSync(join('models', name, 'config.json'))) : [];
   if (trained.length) return trained.map((name) => ({ model: name, checkpoint: join('models', name) }));
   const checkpoint = join(WORK, 'checkpoints', 'tiny-random');
-  if (!existsSync(join(checkpoint, 'config.json'))) writeRandomCheckpoint(checkpoint, { preset: 'tiny', arch: 'flex', seed: 0, dtype: 'f32' });
+  if (!existsSync(join(checkpoint, 'config.json')))
+    writeRandomCheckpoint(checkpoint, { preset: 'tiny', arch: 'flex', seed: 0, dtype: 'f32' });
   return [{ model: 'tiny-random', checkpoint }];
 }
 
@@ -34,7 +35,11 @@ async function seedLocalBucket(bundles: { model: string; dir: string }[]): Promi
 
 /** Names, sizes and times of a checkpoint's files: a changed checkpoint gets a fresh bundle. */
 const signature = (checkpoint: string) =>
-  JSON.stringify(readdirSync(checkpoint).sort().map((f) => [f, statSync(join(checkpoint, f)).size, statSync(join(checkpoint, f)).mtimeMs]));
+  JSON.stringify(
+    readdirSync(checkpoint)
+      .sort()
+      .map((f) => [f, statSync(join(checkpoint, f)).size, statSync(join(checkpoint, f)).mtimeMs]),
+  );
 
 const bundles: { model: string; dir: string }[] = [];
 for (const { model, checkpoint } of demoCheckpoints()) {
@@ -51,7 +56,9 @@ for (const { model, checkpoint } of demoCheckpoints()) {
 }
 await seedLocalBucket(bundles);
 
-const wrangler = spawn('npx', ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(PORT), '--persist-to', '.wrangler/state'], { stdio: ['inherit', 'pipe', 'inherit'] });
+const wrangler = spawn('npx', ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(PORT), '--persist-to', '.wrangler/state'], {
+  stdio: ['inherit', 'pipe', 'inherit'],
+});
 let announced = false;
 wrangler.stdout.on('data', (chunk: Buffer) => {
   process.stdout.write(chunk);
@@ -59,7 +66,9 @@ wrangler.stdout.on('data', (chunk: Buffer) => {
     announced = true;
     const model = bundles[0].model;
     console.log(`\nflexmem is serving ${bundles.map((b) => b.model).join(', ')} on http://127.0.0.1:${PORT}. Try:\n`);
-    console.log(`curl -N http://127.0.0.1:${PORT}/v1/chat/completions -H 'content-type: application/json' \\\n  -d '{"model": "${model}", "stream": true, "max_tokens": 60, "messages": [{"role": "user", "content": "Tell me about the Congress."}]}'\n`);
+    console.log(
+      `curl -N http://127.0.0.1:${PORT}/v1/chat/completions -H 'content-type: application/json' \\\n  -d '{"model": "${model}", "stream": true, "max_tokens": 60, "messages": [{"role": "user", "content": "Tell me about the Congress."}]}'\n`,
+    );
   }
 });
 wrangler.on('exit', (code) => process.exit(code ?? 0));

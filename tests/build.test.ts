@@ -87,7 +87,7 @@ describe('flexmem run', () => {
     const expected = prompt + local.tokenizer.decode(ids);
     const greedy = flexmem('run', bundle, '--prompt', prompt, '--max-tokens', '12', '--temperature', '0');
     expect(greedy.status).toBe(0);
-    expect(greedy.stdout).toBe(expected + '\n');
+    expect(greedy.stdout).toBe(`${expected}\n`);
     const sampled = () => flexmem('run', bundle, '--prompt', prompt, '--max-tokens', '12', '--seed', '7').stdout;
     expect(sampled()).toBe(sampled());
   });

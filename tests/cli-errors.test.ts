@@ -40,25 +40,38 @@ function expectOneLineError(result: ReturnType<typeof flexmem>, pattern: RegExp)
 describe('flexmem build refuses bad checkpoints', () => {
   it('names a missing tensor and its expected shape', () => {
     const ckpt = tamperedCheckpoint('missing', { tensors: (t) => t.filter((s) => s.name !== 'model.layers.1.memory.table') });
-    expectOneLineError(flexmem('build', ckpt, join(dir.path, 'out-missing')), /missing tensor model\.layers\.1\.memory\.table \(expected shape \[512,16\]\)/);
+    expectOneLineError(
+      flexmem('build', ckpt, join(dir.path, 'out-missing')),
+      /missing tensor model\.layers\.1\.memory\.table \(expected shape \[512,16\]\)/,
+    );
     expect(existsSync(join(dir.path, 'out-missing'))).toBe(false);
   });
 
   it('names a misnamed tensor', () => {
-    const rename = (s: TensorSpec) => (s.name === 'model.layers.0.self_attn.q_proj.weight' ? { ...s, name: 'model.layers.0.attn.q_proj.weight' } : s);
+    const rename = (s: TensorSpec) =>
+      s.name === 'model.layers.0.self_attn.q_proj.weight' ? { ...s, name: 'model.layers.0.attn.q_proj.weight' } : s;
     const ckpt = tamperedCheckpoint('misnamed', { tensors: (t) => t.map(rename) });
-    expectOneLineError(flexmem('build', ckpt, join(dir.path, 'out-misnamed')), /missing tensor model\.layers\.0\.self_attn\.q_proj\.weight.*unexpected tensor model\.layers\.0\.attn\.q_proj\.weight/);
+    expectOneLineError(
+      flexmem('build', ckpt, join(dir.path, 'out-misnamed')),
+      /missing tensor model\.layers\.0\.self_attn\.q_proj\.weight.*unexpected tensor model\.layers\.0\.attn\.q_proj\.weight/,
+    );
   });
 
   it('names a tensor whose shape is wrong', () => {
     const reshape = (s: TensorSpec) => (s.name === 'model.layers.2.mlp.up_proj.weight' ? { ...s, shape: [100, 64] } : s);
     const ckpt = tamperedCheckpoint('shape', { tensors: (t) => t.map(reshape) });
-    expectOneLineError(flexmem('build', ckpt, join(dir.path, 'out-shape')), /model\.layers\.2\.mlp\.up_proj\.weight has shape \[100,64\].*implies \[128,64\]/);
+    expectOneLineError(
+      flexmem('build', ckpt, join(dir.path, 'out-shape')),
+      /model\.layers\.2\.mlp\.up_proj\.weight has shape \[100,64\].*implies \[128,64\]/,
+    );
   });
 
   it('refuses a config that contradicts the tensors', () => {
     const ckpt = tamperedCheckpoint('contradicts', { config: (c) => ({ ...c, hidden_size: 96 }) });
-    expectOneLineError(flexmem('build', ckpt, join(dir.path, 'out-contradicts')), /model\.embed_tokens\.weight has shape \[512,64\] but config\.json .*hidden_size 96.* implies \[512,96\]/);
+    expectOneLineError(
+      flexmem('build', ckpt, join(dir.path, 'out-contradicts')),
+      /model\.embed_tokens\.weight has shape \[512,64\] but config\.json .*hidden_size 96.* implies \[512,96\]/,
+    );
   });
 
   it('refuses an unknown architecture', () => {
@@ -68,7 +81,10 @@ describe('flexmem build refuses bad checkpoints', () => {
 
   it('refuses a tokenizer whose vocabulary differs from the model', () => {
     const ckpt = tamperedCheckpoint('tokenizer', { tokenizerVocab: 600 });
-    expectOneLineError(flexmem('build', ckpt, join(dir.path, 'out-tok')), /tokenizer\.json has 600 tokens but config\.json has vocab_size 512/);
+    expectOneLineError(
+      flexmem('build', ckpt, join(dir.path, 'out-tok')),
+      /tokenizer\.json has 600 tokens but config\.json has vocab_size 512/,
+    );
   });
 
   it('refuses a checkpoint folder that does not exist', () => {

@@ -38,7 +38,11 @@ describe.each(models)('the committed %s checkpoint', (model) => {
       const prefill = await decoder.step(state, prompt.prompt_ids);
       const rows = [prefill.slice((prompt.prompt_ids.length - 1) * V)];
       for (const id of prompt.continuation_ids) rows.push((await decoder.step(state, [id])).slice());
-      rows.forEach((row, r) => row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - expected[r * V + i])))));
+      rows.forEach((row, r) => {
+        row.forEach((v, i) => {
+          worst = Math.max(worst, Math.abs(v - expected[r * V + i]));
+        });
+      });
     }
     console.log(`${model}: max |logit - PyTorch| = ${worst.toExponential(2)}`);
     expect(worst).toBeLessThanOrEqual(1e-3);

@@ -39,7 +39,12 @@ async function expectInternalFault(response: Response, logged: RegExp): Promise<
   const requestId = response.headers.get('x-request-id');
   expect(requestId).toMatch(/^req_[0-9a-f]{32}$/);
   const body = await response.json();
-  expect(body.error).toEqual({ message: `The server had an error while processing your request. (request id ${requestId})`, type: 'server_error', param: null, code: null });
+  expect(body.error).toEqual({
+    message: `The server had an error while processing your request. (request id ${requestId})`,
+    type: 'server_error',
+    param: null,
+    code: null,
+  });
   await expect.poll(() => worker.logs.find((l) => l.message.includes(requestId!))?.message).toMatch(logged);
 }
 
@@ -64,7 +69,12 @@ describe('a fault of the store', () => {
     const response = await post(`${worker.url}/v1/completions`, { model: 'holes', prompt: 'The President said', max_tokens: 4 });
     await expectInternalFault(response, new RegExp(`${shardKey.replace(/[.]/g, '\\.')} is missing from the store`));
 
-    const streamed = await post(`${worker.url}/v1/completions`, { model: 'holes', prompt: 'The President said', max_tokens: 4, stream: true });
+    const streamed = await post(`${worker.url}/v1/completions`, {
+      model: 'holes',
+      prompt: 'The President said',
+      max_tokens: 4,
+      stream: true,
+    });
     expect(streamed.status).toBe(200); // the status line goes out before the first row is read
     const requestId = streamed.headers.get('x-request-id')!;
     const events = await readAllEvents(streamed);
@@ -75,14 +85,27 @@ describe('a fault of the store', () => {
 
   it('a malformed pointer: a 500 for that model naming nothing; a pointer outside bundles/ is refused', async () => {
     await worker.bucket.put(pointerKey('broken'), new TextEncoder().encode('not json'));
-    await expectInternalFault(await post(`${worker.url}/v1/completions`, { model: 'broken', prompt: 'The', max_tokens: 2 }), /models\/broken\.json/);
-    await worker.bucket.put(pointerKey('escape'), new TextEncoder().encode(JSON.stringify({ model: 'escape', version: '../../x', updatedAt: new Date().toISOString() })));
-    await expectInternalFault(await post(`${worker.url}/v1/completions`, { model: 'escape', prompt: 'The', max_tokens: 2 }), /models\/escape\.json: the pointer is malformed/);
+    await expectInternalFault(
+      await post(`${worker.url}/v1/completions`, { model: 'broken', prompt: 'The', max_tokens: 2 }),
+      /models\/broken\.json/,
+    );
+    await worker.bucket.put(
+      pointerKey('escape'),
+      new TextEncoder().encode(JSON.stringify({ model: 'escape', version: '../../x', updatedAt: new Date().toISOString() })),
+    );
+    await expectInternalFault(
+      await post(`${worker.url}/v1/completions`, { model: 'escape', prompt: 'The', max_tokens: 2 }),
+      /models\/escape\.json: the pointer is malformed/,
+    );
   });
 
-  it('an unknown model is the client\'s error: a 404 that says so', async () => {
+  it("an unknown model is the client's error: a 404 that says so", async () => {
     const response = await post(`${worker.url}/v1/completions`, { model: 'nobody', prompt: 'The', max_tokens: 2 });
     expect(response.status).toBe(404);
-    expect((await response.json()).error).toMatchObject({ message: 'The model `nobody` does not exist', type: 'not_found_error', code: 'model_not_found' });
+    expect((await response.json()).error).toMatchObject({
+      message: 'The model `nobody` does not exist',
+      type: 'not_found_error',
+      code: 'model_not_found',
+    });
   });
 });

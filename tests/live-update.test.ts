@@ -95,7 +95,8 @@ describe('without redeploy', () => {
     // the pointer TTL is 1 s and the pointer flips every 0.4 s).
     const served: string[] = [];
     const deadline = Date.now() + 20_000;
-    for (let round = 0; Date.now() < deadline && (round < 6 || new Set(served).size < 2); round++) served.push(...(await Promise.all(Array.from({ length: 4 }, stream))));
+    for (let round = 0; Date.now() < deadline && (round < 6 || new Set(served).size < 2); round++)
+      served.push(...(await Promise.all(Array.from({ length: 4 }, stream))));
     flipping = false;
     await flips;
     expect(new Set(served)).toEqual(new Set([v1, v2]));
@@ -123,7 +124,8 @@ describe('a knowledge patch', () => {
     const after = { withToken: await complete(withToken), without: await complete(without) };
     expect(after.withToken.text).not.toBe(before.withToken.text);
     expect(after.without.text).toBe(before.without.text);
-    const timing = (await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: withToken, max_tokens: 1 })).json()).flexmem.timing;
+    const timing = (await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: withToken, max_tokens: 1 })).json()).flexmem
+      .timing;
     expect(timing.rows.patch).toBe(1);
 
     await catalog.setPointer(MODEL, v1);

@@ -37,7 +37,12 @@ it('streams a chat completion and reads it back', async () => {
   }
   expect(finish).toMatch(/^(length|stop)$/);
   expect(completionTokens).toBeGreaterThan(0);
-  const whole = await client.chat.completions.create({ model: 'tiny-meki', messages: [{ role: 'user', content: 'Say something about the harbor.' }], max_tokens: 10, temperature: 0 });
+  const whole = await client.chat.completions.create({
+    model: 'tiny-meki',
+    messages: [{ role: 'user', content: 'Say something about the harbor.' }],
+    max_tokens: 10,
+    temperature: 0,
+  });
   expect(whole.choices[0].message.content).toBe(text);
 });
 

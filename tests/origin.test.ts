@@ -58,7 +58,18 @@ describe('the worker', () => {
     const { manifest } = localBundle(bundle);
     const o = s3.options;
     const s3Worker = await startWorker({
-      vars: { ORIGIN: 's3', S3_ENDPOINT: o.endpoint, S3_BUCKET: o.bucket, S3_REGION: o.region!, S3_ACCESS_KEY_ID: o.accessKeyId, S3_SECRET_ACCESS_KEY: o.secretAccessKey, STORE_PREFIX: 'edge/', HOT_SET_BYTES: '0', PAGE_BYTES: '1', COALESCE_GAP_BYTES: '0' },
+      vars: {
+        ORIGIN: 's3',
+        S3_ENDPOINT: o.endpoint,
+        S3_BUCKET: o.bucket,
+        S3_REGION: o.region!,
+        S3_ACCESS_KEY_ID: o.accessKeyId,
+        S3_SECRET_ACCESS_KEY: o.secretAccessKey,
+        STORE_PREFIX: 'edge/',
+        HOT_SET_BYTES: '0',
+        PAGE_BYTES: '1',
+        COALESCE_GAP_BYTES: '0',
+      },
     });
     try {
       const response = await post(`${s3Worker.url}/v1/completions`, request);

@@ -28,7 +28,11 @@ async function fullLogits(decoder: Decoder, ids: number[]): Promise<Float32Array
 
 function maxAbsDiff(a: Float32Array[], b: Float32Array[]): number {
   let max = 0;
-  a.forEach((row, r) => row.forEach((v, i) => (max = Math.max(max, Math.abs(v - b[r][i])))));
+  a.forEach((row, r) => {
+    row.forEach((v, i) => {
+      max = Math.max(max, Math.abs(v - b[r][i]));
+    });
+  });
   return max;
 }
 

@@ -29,9 +29,14 @@ describe('flexmem plan', () => {
   // add the RMSNorm weights (2,048 per norm).
   it.each([
     ['memoryllm', 'attention only', 24 * 4 * d * d + 25 * d, /without embedding\s+402M params/],
-    ['dense', 'the dense base, FFN on the residual', 24 * (4 * d * d + 3 * d * 5464) + 49 * d, /without embedding\s+1,208M \(1\.21B\) params/],
+    [
+      'dense',
+      'the dense base, FFN on the residual',
+      24 * (4 * d * d + 3 * d * 5464) + 49 * d,
+      /without embedding\s+1,208M \(1\.21B\) params/,
+    ],
     ['flex', 'Flex-3h²: FFN-C of 3d² per layer', 24 * (4 * d * d + 3 * d * d) + 49 * d, /without embedding\s+704M params/],
-  ])('MemoryLLM-1B as %s (%s): the paper\'s non-embedding active count', (arch, _what, expected, line) => {
+  ])("MemoryLLM-1B as %s (%s): the paper's non-embedding active count", (arch, _what, expected, line) => {
     const result = flexmem('plan', '--preset', 'memoryllm-1b', '--arch', arch);
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(line);
@@ -52,11 +57,15 @@ describe('flexmem plan', () => {
     const half = planOf('--preset', 'memoryllm-1b', '--arch', 'flex', '--beta', '1.5');
     expect(half.activeParamsWithoutEmbedding).toBe(24 * (4 * d * d + 1.5 * d * d) + 49 * d);
     expect(half.checkpointParams).toBe(flex.checkpointParams);
-    expect(flexmem('plan', '--preset', 'memoryllm-1b', '--arch', 'flex', '--beta', '1').stderr).toMatch(/FFN-C width β·h\/3 \(682\.6+\) that is a whole number/);
-    expect(flexmem('plan', '--preset', 'tiny', '--arch', 'flex', '--beta', '3').stderr).toMatch(/--beta sizes a flex derived from a preset's FFN budget \(memoryllm-1b/);
+    expect(flexmem('plan', '--preset', 'memoryllm-1b', '--arch', 'flex', '--beta', '1').stderr).toMatch(
+      /FFN-C width β·h\/3 \(682\.6+\) that is a whole number/,
+    );
+    expect(flexmem('plan', '--preset', 'tiny', '--arch', 'flex', '--beta', '3').stderr).toMatch(
+      /--beta sizes a flex derived from a preset's FFN budget \(memoryllm-1b/,
+    );
   });
 
-  it('MeKi-1.7B: tables of 1.09B values and 14,336 bytes per token at fp16, with MeKi\'s RoPE θ and RMSNorm ε', () => {
+  it("MeKi-1.7B: tables of 1.09B values and 14,336 bytes per token at fp16, with MeKi's RoPE θ and RMSNorm ε", () => {
     const result = flexmem('plan', '--preset', 'meki-1.7b');
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(/tables\s+1,087M \(1\.09B\) values/);

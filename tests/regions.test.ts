@@ -33,7 +33,7 @@ describe('wrangler.toml', () => {
     const result = await run('npx', ['wrangler', 'deploy', '--dry-run', '--env', name]);
     expect(result.status, result.output).toBe(0);
     const region = regions.find((r) => r.name === name)!;
-    expect(result.output).toContain(`env.BUNDLES (${region.bucket}${region.jurisdiction ? ` (${region.jurisdiction})` : ""})`);
+    expect(result.output).toContain(`env.BUNDLES (${region.bucket}${region.jurisdiction ? ` (${region.jurisdiction})` : ''})`);
     expect(result.output).toContain(`env.ROWS_KV (${region.kvNamespaceId})`);
   });
 
@@ -62,7 +62,13 @@ describe('flexmem publish --regions', () => {
   });
 
   it('replicates to each region and flips each pointer only after that region verified', async () => {
-    const env = { ...process.env, FLEXMEM_S3_ENDPOINT: s3.options.endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
+    const env = {
+      ...process.env,
+      FLEXMEM_S3_ENDPOINT: s3.options.endpoint,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+    };
     const result = await flexmemAsync(['publish', bundle, '--regions', 'all', '--model', 'news'], env);
     expect(result.status).toBe(1);
     expect(result.stdout).toMatch(/^eu: uploaded 3 objects .* all verified; news -> \w+$/m);
@@ -70,7 +76,11 @@ describe('flexmem publish --regions', () => {
     expect(result.stdout).toMatch(/^apac: FAILED \(.*\); pointer unchanged$/m);
     expect(result.stderr.trim()).toBe('flexmem: 1 region(s) failed; their pointers were not changed');
     for (const bucket of ['flexmem-bundles-eu', 'flexmem-bundles-us']) {
-      const target = await openTarget(`s3://${bucket}`, { endpoint: s3.options.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+      const target = await openTarget(`s3://${bucket}`, {
+        endpoint: s3.options.endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      });
       expect((await new Catalog(target.store).pointer('news'))?.version).toMatch(/^\w{20}$/);
       await target.close();
     }

@@ -34,9 +34,19 @@ afterAll(async () => {
   dir.remove();
 });
 
-const s3Env = () => ({ ...process.env, FLEXMEM_S3_ENDPOINT: s3.options.endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' });
+const s3Env = () => ({
+  ...process.env,
+  FLEXMEM_S3_ENDPOINT: s3.options.endpoint,
+  AWS_ACCESS_KEY_ID: 'S3RVER',
+  AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  AWS_REGION: 'us-east-1',
+});
 
-const s3TargetOptions = () => ({ endpoint: s3.options.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+const s3TargetOptions = () => ({
+  endpoint: s3.options.endpoint,
+  region: 'us-east-1',
+  credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+});
 
 async function cli(args: string[]) {
   const result = await flexmemAsync(args, s3Env());
@@ -46,8 +56,22 @@ async function cli(args: string[]) {
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 describe.each([
-  ['S3 protocol (s3rver)', () => ({ target: 's3://flexmem-store/team/models', flags: [] as string[], open: () => openTarget('s3://flexmem-store/team/models', s3TargetOptions()) })],
-  ['local R2', () => ({ target: 'local', flags: ['--persist-to', join(dir.path, 'wrangler-state')], open: () => openTarget('local', { persistTo: join(dir.path, 'wrangler-state') }) })],
+  [
+    'S3 protocol (s3rver)',
+    () => ({
+      target: 's3://flexmem-store/team/models',
+      flags: [] as string[],
+      open: () => openTarget('s3://flexmem-store/team/models', s3TargetOptions()),
+    }),
+  ],
+  [
+    'local R2',
+    () => ({
+      target: 'local',
+      flags: ['--persist-to', join(dir.path, 'wrangler-state')],
+      open: () => openTarget('local', { persistTo: join(dir.path, 'wrangler-state') }),
+    }),
+  ],
 ])('against %s', (_, setup) => {
   let target: string;
   let flags: string[];
@@ -96,12 +120,24 @@ describe.each([
 
   it('patches: a new version that uploads only the edited rows and shares the rest', async () => {
     const edits = join(dir.path, 'edits.json');
-    writeFileSync(edits, JSON.stringify({ edits: [{ token: ' the', op: 'ablate' }, { token: 7, op: 'copy', from: 8, layers: [1] }] }));
+    writeFileSync(
+      edits,
+      JSON.stringify({
+        edits: [
+          { token: ' the', op: 'ablate' },
+          { token: 7, op: 'copy', from: 8, layers: [1] },
+        ],
+      }),
+    );
     const patch = await run('patch', a().version, '--edits', edits, '--to', target);
     expect(patch.status, patch.stderr).toBe(0);
     const version = /patch (\w+) of/.exec(patch.stdout)![1];
     await withStore(async ({ store }) => {
-      expect((await store.list(bundleKey(version, ''))).sort()).toEqual([bundleKey(version, 'manifest.json'), bundleKey(version, 'overrides.bin'), bundleKey(version, 'published.json')]);
+      expect((await store.list(bundleKey(version, ''))).sort()).toEqual([
+        bundleKey(version, 'manifest.json'),
+        bundleKey(version, 'overrides.bin'),
+        bundleKey(version, 'published.json'),
+      ]);
       const catalog = new Catalog(store);
       const manifest = await catalog.manifest(version);
       expect(manifest.base).toBe(a().version);
@@ -128,12 +164,18 @@ describe.each([
   it('refuses unknown versions and malformed edits with one line', async () => {
     const edits = join(dir.path, 'bad-edits.json');
     writeFileSync(edits, JSON.stringify({ edits: [{ token: 99999, op: 'ablate' }] }));
-    expect((await run('patch', a().version, '--edits', edits, '--to', target)).stderr).toMatch(/^flexmem: .*edit 1: unknown token id 99999 \(vocabulary is 0-511\)$/);
+    expect((await run('patch', a().version, '--edits', edits, '--to', target)).stderr).toMatch(
+      /^flexmem: .*edit 1: unknown token id 99999 \(vocabulary is 0-511\)$/,
+    );
     writeFileSync(edits, JSON.stringify({ edits: [{ token: 5, op: 'scale', factor: 2, layers: [4] }] }));
-    expect((await run('patch', a().version, '--edits', edits, '--to', target)).stderr).toMatch(/^flexmem: .*edit 1: layer 4 is out of range \(memory layers: 0, 1, 2, 3\)$/);
+    expect((await run('patch', a().version, '--edits', edits, '--to', target)).stderr).toMatch(
+      /^flexmem: .*edit 1: layer 4 is out of range \(memory layers: 0, 1, 2, 3\)$/,
+    );
     writeFileSync(edits, JSON.stringify({ edits: [{ token: 5, op: 'melt' }] }));
     expect((await run('patch', a().version, '--edits', edits, '--to', target)).stderr).toMatch(/^flexmem: .*edits\.0\.op: /);
-    expect((await run('rollback', '--at', target, '--to', 'f00d', '--model', 'news')).stderr).toBe('flexmem: unknown version f00d (not a complete version in this store; see `flexmem versions`)');
+    expect((await run('rollback', '--at', target, '--to', 'f00d', '--model', 'news')).stderr).toBe(
+      'flexmem: unknown version f00d (not a complete version in this store; see `flexmem versions`)',
+    );
   });
 });
 
@@ -149,7 +191,9 @@ describe('faults', () => {
     writeFileSync(shard, bytes);
     const result = await cli(['publish', copy, '--to', target, '--model', 'corrupt']);
     expect(result.status).toBe(1);
-    expect(result.stderr).toMatch(/^flexmem: .*rows-00000\.bin does not match the sha256 in its manifest \(corrupted\?\); nothing was published$/);
+    expect(result.stderr).toMatch(
+      /^flexmem: .*rows-00000\.bin does not match the sha256 in its manifest \(corrupted\?\); nothing was published$/,
+    );
     expect(JSON.parse((await cli(['versions', '--at', target, '--json'])).stdout)).toEqual([]);
   });
 

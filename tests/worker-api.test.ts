@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flexmem } from './helpers/cli.ts';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
-import { readAllEvents, sseEvents } from './helpers/sse.ts';
-import { post, postStreamed, serveBundle, startWorker, streamThenDisconnect, type RunningWorker } from './helpers/worker.ts';
+import { readAllEvents } from './helpers/sse.ts';
+import { post, postStreamed, serveBundle, startWorker, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'tiny-meki';
 const dir = tempDir();
@@ -21,8 +21,6 @@ afterAll(async () => {
   dir.remove();
 });
 
-const health = async () => (await fetch(`${worker.url}/health`)).json() as Promise<{ active_generations: number; tokens_generated: number; cancelled_generations: number }>;
-
 describe('serving', () => {
   it('lists the model and the bundle version it serves', async () => {
     const body = await (await fetch(`${worker.url}/v1/models`)).json();
@@ -36,14 +34,16 @@ describe('serving', () => {
     expect(response.status).toBe(200);
     const body = await response.json();
     const cli = flexmem('run', bundle, '--prompt', prompt, '--max-tokens', '24', '--temperature', '0');
-    expect(cli.stdout).toBe(prompt + body.choices[0].text + '\n');
+    expect(cli.stdout).toBe(`${prompt + body.choices[0].text}\n`);
     expect(body.usage).toEqual({ prompt_tokens: expect.any(Number), completion_tokens: 24, total_tokens: body.usage.prompt_tokens + 24 });
     expect(body.object).toBe('text_completion');
     expect(response.headers.get('x-flexmem-bundle-version')).toBe(version);
   });
 
   it('gives the same sampled output for the same seed', async () => {
-    const ask = async (seed: number) => (await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'We hold', max_tokens: 16, temperature: 1, seed })).json()).choices[0].text;
+    const ask = async (seed: number) =>
+      (await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'We hold', max_tokens: 16, temperature: 1, seed })).json())
+        .choices[0].text;
     expect(await ask(11)).toBe(await ask(11));
     expect(await ask(11)).not.toBe(await ask(12));
   });
@@ -73,22 +73,43 @@ describe('serving', () => {
     expect(usage.usage.completion_tokens).toBeGreaterThan(0);
     // The streamed text equals the non-streamed text for the same greedy request.
     const streamed = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
-    const whole = await (await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'Hello there' }], max_tokens: 8, temperature: 0 })).json();
+    const whole = await (
+      await post(`${worker.url}/v1/chat/completions`, {
+        model: MODEL,
+        messages: [{ role: 'user', content: 'Hello there' }],
+        max_tokens: 8,
+        temperature: 0,
+      })
+    ).json();
     expect(whole.object).toBe('chat.completion');
     expect(whole.choices[0].message).toEqual({ role: 'assistant', content: streamed, refusal: null });
   });
 
   it('streams completions too', async () => {
-    const events = await readAllEvents(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 4, temperature: 0, stream: true }));
+    const events = await readAllEvents(
+      await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 4, temperature: 0, stream: true }),
+    );
     const chunks = events.slice(0, -1) as Record<string, any>[];
     expect(chunks.every((c) => c.object === 'text_completion')).toBe(true);
     expect(chunks.at(-1)!.choices[0].finish_reason).toBe('length');
   });
 
   it('cuts the text at a stop string, which is not emitted', async () => {
-    const full = (await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The President said', max_tokens: 24, temperature: 0 })).json()).choices[0].text as string;
+    const full = (
+      await (
+        await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The President said', max_tokens: 24, temperature: 0 })
+      ).json()
+    ).choices[0].text as string;
     const stop = full.slice(6, 9);
-    const body = await (await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The President said', max_tokens: 24, temperature: 0, stop: [stop] })).json();
+    const body = await (
+      await post(`${worker.url}/v1/completions`, {
+        model: MODEL,
+        prompt: 'The President said',
+        max_tokens: 24,
+        temperature: 0,
+        stop: [stop],
+      })
+    ).json();
     expect(body.choices[0].text).toBe(full.slice(0, full.indexOf(stop)));
     expect(body.choices[0].finish_reason).toBe('stop');
   });
@@ -96,8 +117,22 @@ describe('serving', () => {
 
 describe('logprobs', () => {
   it('reports each token of a chat completion with its log-probability, bytes and alternatives', async () => {
-    const body = await (await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 })).json();
-    const content = body.choices[0].logprobs.content as { token: string; logprob: number; bytes: number[]; top_logprobs: { logprob: number }[] }[];
+    const body = await (
+      await post(`${worker.url}/v1/chat/completions`, {
+        model: MODEL,
+        messages: [{ role: 'user', content: 'Hi' }],
+        max_tokens: 6,
+        temperature: 0,
+        logprobs: true,
+        top_logprobs: 3,
+      })
+    ).json();
+    const content = body.choices[0].logprobs.content as {
+      token: string;
+      logprob: number;
+      bytes: number[];
+      top_logprobs: { logprob: number }[];
+    }[];
     expect(content).toHaveLength(body.usage.completion_tokens);
     for (const entry of content) {
       expect(entry.logprob).toBeLessThanOrEqual(0);
@@ -109,7 +144,9 @@ describe('logprobs', () => {
   });
 
   it('streams completions logprobs chunk by chunk, in the legacy shape', async () => {
-    const events = await readAllEvents(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 5, temperature: 0, logprobs: 2, stream: true }));
+    const events = await readAllEvents(
+      await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'The', max_tokens: 5, temperature: 0, logprobs: 2, stream: true }),
+    );
     const deltas = (events.slice(1, -1) as Record<string, any>[]).filter((c) => c.choices[0]?.logprobs);
     const tokens = deltas.flatMap((c) => c.choices[0].logprobs.tokens as string[]);
     expect(tokens).toHaveLength(5);
@@ -117,7 +154,11 @@ describe('logprobs', () => {
   });
 
   it('refuses top_logprobs without logprobs', async () => {
-    const response = await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], top_logprobs: 2 });
+    const response = await post(`${worker.url}/v1/chat/completions`, {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hi' }],
+      top_logprobs: 2,
+    });
     expect(response.status).toBe(400);
     expect((await response.json()).error.param).toBe('top_logprobs');
   });
@@ -143,7 +184,9 @@ describe('memory tiers', () => {
       expect(Object.values(t.rows as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(t.row_lookups);
       expect(t.compute_ms + t.memory_wait_ms).toBeCloseTo(t.total_ms, 6);
     }
-    expect(second.headers.get('server-timing')).toMatch(/total;dur=[\d.]+, memory;dur=[\d.]+, compute;dur=[\d.]+, rows;desc="patch=0 hot=\d+ lru=\d+ cache=\d+ kv=0 origin=0/);
+    expect(second.headers.get('server-timing')).toMatch(
+      /total;dur=[\d.]+, memory;dur=[\d.]+, compute;dur=[\d.]+, rows;desc="patch=0 hot=\d+ lru=\d+ cache=\d+ kv=0 origin=0/,
+    );
     expect(secondBody.choices[0].text).toBe(first.choices[0].text);
   });
 });
@@ -157,15 +200,47 @@ describe('errors, in OpenAI shape', () => {
 
   it('bad JSON', async () => expectError(await post(`${worker.url}/v1/completions`, '{"model":'), 400, null, /could not parse the JSON/));
   it('not an object', async () => expectError(await post(`${worker.url}/v1/completions`, '[1]'), 400, null, /must be a JSON object/));
-  it('missing prompt', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL }), 400, 'prompt', /Missing required parameter: 'prompt'/));
-  it('unknown model', async () => expectError(await post(`${worker.url}/v1/completions`, { model: 'gpt-9', prompt: 'x' }), 404, 'model', /The model `gpt-9` does not exist/));
-  it('temperature out of range', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', temperature: 5 }), 400, 'temperature', /Invalid value for 'temperature'/));
-  it('top_p out of range', async () => expectError(await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'x' }], top_p: 0 }), 400, 'top_p', /top_p/));
-  it('n other than 1', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', n: 2 }), 400, 'n', /Only n=1 is supported/));
-  it('empty messages', async () => expectError(await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [] }), 400, 'messages', /at least one message/));
+  it('missing prompt', async () =>
+    expectError(await post(`${worker.url}/v1/completions`, { model: MODEL }), 400, 'prompt', /Missing required parameter: 'prompt'/));
+  it('unknown model', async () =>
+    expectError(
+      await post(`${worker.url}/v1/completions`, { model: 'gpt-9', prompt: 'x' }),
+      404,
+      'model',
+      /The model `gpt-9` does not exist/,
+    ));
+  it('temperature out of range', async () =>
+    expectError(
+      await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', temperature: 5 }),
+      400,
+      'temperature',
+      /Invalid value for 'temperature'/,
+    ));
+  it('top_p out of range', async () =>
+    expectError(
+      await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'x' }], top_p: 0 }),
+      400,
+      'top_p',
+      /top_p/,
+    ));
+  it('n other than 1', async () =>
+    expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', n: 2 }), 400, 'n', /Only n=1 is supported/));
+  it('empty messages', async () =>
+    expectError(await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [] }), 400, 'messages', /at least one message/));
   it('a prompt longer than the context', async () =>
-    expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'the people of the United States '.repeat(40) }), 400, 'prompt', /maximum context length is 128 tokens/));
-  it('max_tokens beyond the context', async () => expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 1000 }), 400, 'max_tokens', /maximum context length/));
+    expectError(
+      await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'the people of the United States '.repeat(40) }),
+      400,
+      'prompt',
+      /maximum context length is 128 tokens/,
+    ));
+  it('max_tokens beyond the context', async () =>
+    expectError(
+      await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 1000 }),
+      400,
+      'max_tokens',
+      /maximum context length/,
+    ));
   it('an oversized body', async () => {
     // Over the worker's default MAX_BODY_BYTES (1 MiB) and within what it drains before refusing
     // (limit + DRAIN_SLACK_BYTES, src/api/read-body.ts): the worker reads the whole body, so the

@@ -40,7 +40,8 @@ function number(env: Env, key: keyof Env, fallback: number): number {
   const raw = env[key];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new InternalError(`setting ${key} must be a non-negative number, got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new InternalError(`setting ${key} must be a non-negative number, got ${JSON.stringify(raw)}`);
   return value;
 }
 
@@ -84,7 +85,14 @@ function bucketStore(env: Env): ObjectStore {
     if (!S3_ENDPOINT || !S3_BUCKET || !S3_ACCESS_KEY_ID || !S3_SECRET_ACCESS_KEY) {
       throw new InternalError('ORIGIN is s3 but S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY_ID or S3_SECRET_ACCESS_KEY is not set');
     }
-    return new S3Store({ endpoint: S3_ENDPOINT, bucket: S3_BUCKET, region: env.S3_REGION, accessKeyId: S3_ACCESS_KEY_ID, secretAccessKey: S3_SECRET_ACCESS_KEY, prefix });
+    return new S3Store({
+      endpoint: S3_ENDPOINT,
+      bucket: S3_BUCKET,
+      region: env.S3_REGION,
+      accessKeyId: S3_ACCESS_KEY_ID,
+      secretAccessKey: S3_SECRET_ACCESS_KEY,
+      prefix,
+    });
   }
   if (!env.BUNDLES) throw new InternalError('no BUNDLES R2 binding (or set ORIGIN = "s3")');
   return new R2Store(env.BUNDLES, prefix);

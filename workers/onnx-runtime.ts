@@ -10,7 +10,12 @@ import ortWasmModule from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-th
 const MARKER = new TextEncoder().encode('flexmem:precompiled-ort-wasm');
 
 function isMarker(source: unknown): boolean {
-  const bytes = source instanceof ArrayBuffer ? new Uint8Array(source) : ArrayBuffer.isView(source) ? new Uint8Array(source.buffer, source.byteOffset, source.byteLength) : null;
+  const bytes =
+    source instanceof ArrayBuffer
+      ? new Uint8Array(source)
+      : ArrayBuffer.isView(source)
+        ? new Uint8Array(source.buffer, source.byteOffset, source.byteLength)
+        : null;
   return !!bytes && bytes.byteLength === MARKER.byteLength && bytes.every((b, i) => b === MARKER[i]);
 }
 

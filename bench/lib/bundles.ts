@@ -30,7 +30,9 @@ function hashFiles(paths: string[]): string {
 /** The source files a bundle's bytes depend on. */
 function builderSources(): string[] {
   const dirs = ['src/model', 'src/onnx', 'src/bundle', 'src/tensor', 'src/tokenizer'];
-  const files: string[] = ['cli/build-bundle.ts', 'cli/checkpoint.ts', 'cli/random-checkpoint.ts'].map((f) => join(ROOT, f)).filter((f) => existsSync(f));
+  const files: string[] = ['cli/build-bundle.ts', 'cli/checkpoint.ts', 'cli/random-checkpoint.ts']
+    .map((f) => join(ROOT, f))
+    .filter((f) => existsSync(f));
   for (const dir of dirs) {
     const abs = join(ROOT, dir);
     if (!existsSync(abs)) continue;
@@ -62,7 +64,9 @@ async function cached(name: string, inputs: string, build: (dir: string) => Prom
 export function demoBundle(name = 'flex', dtype: TableDtype = 'f16'): Promise<BuiltBundle> {
   const checkpoint = join(ROOT, 'models', name);
   if (!existsSync(join(checkpoint, 'config.json'))) throw new Error(`no trained checkpoint at models/${name}`);
-  const files = readdirSync(checkpoint).map((f) => join(checkpoint, f)).filter((f) => statSync(f).isFile());
+  const files = readdirSync(checkpoint)
+    .map((f) => join(checkpoint, f))
+    .filter((f) => statSync(f).isFile());
   const inputs = JSON.stringify({ checkpoint: hashFiles(files), code: hashFiles(builderSources()), dtype });
   return cached(`${name}-${dtype}`, inputs, async (dir) => {
     await buildBundle(checkpoint, dir, { dtype, reference: true, progress: false });
@@ -78,14 +82,20 @@ export async function denseEquivalent(source: BuiltBundle): Promise<BuiltBundle>
   const ref = source.manifest.objects.reference;
   if (!ref) throw new Error(`${source.dir} has no reference.onnx`);
   const dir = `${source.dir}-dense`;
-  const partial = { format: source.manifest.format, config: source.manifest.config, objects: { compute: ref, tokenizer: source.manifest.objects.tokenizer }, tables: null, builtFrom: { tool: 'flexmem bench (dense-equivalent of ' + source.manifest.version + ')' } } as const;
+  const partial = {
+    format: source.manifest.format,
+    config: source.manifest.config,
+    objects: { compute: ref, tokenizer: source.manifest.objects.tokenizer },
+    tables: null,
+    builtFrom: { tool: `flexmem bench (dense-equivalent of ${source.manifest.version})` },
+  } as const;
   const manifest: BundleManifest = { ...partial, version: await versionId(partial) };
   if (existsSync(join(dir, MANIFEST_FILE)) && readManifest(dir).version === manifest.version) return { dir, manifest, buildSeconds: 0 };
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   copyFileSync(join(source.dir, ref.path), join(dir, ref.path));
   copyFileSync(join(source.dir, source.manifest.objects.tokenizer.path), join(dir, source.manifest.objects.tokenizer.path));
-  writeFileSync(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+  writeFileSync(join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
   return { dir, manifest, buildSeconds: 0 };
 }
 

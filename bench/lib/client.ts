@@ -35,9 +35,25 @@ export function streamCompletion(baseUrl: string, body: Record<string, unknown>)
   const payload = JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } });
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const result: StreamResult = { headersMs: NaN, events: [], deltas: [], timing: null, usage: null, text: '', totalMs: NaN, finishMs: NaN };
+    const result: StreamResult = {
+      headersMs: NaN,
+      events: [],
+      deltas: [],
+      timing: null,
+      usage: null,
+      text: '',
+      totalMs: NaN,
+      finishMs: NaN,
+    };
     const request = http.request(
-      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname,
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
       (response) => {
         result.headersMs = performance.now() - t0;
         if (response.statusCode !== 200) {
@@ -54,7 +70,7 @@ export function streamCompletion(baseUrl: string, body: Record<string, unknown>)
             if (data === '[DONE]') return;
             if (data.error) return reject(new Error(`stream error: ${data.error.message}`));
             const choice = data.choices?.[0];
-            if (choice && choice.text) {
+            if (choice?.text) {
               result.deltas.push(at);
               result.text += choice.text;
             }
@@ -92,7 +108,14 @@ export function requestJson(baseUrl: string, path: string, body?: unknown): Prom
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const request = http.request(
-      { host: target.hostname, port: target.port, path: target.pathname + target.search, method: payload ? 'POST' : 'GET', agent, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} },
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname + target.search,
+        method: payload ? 'POST' : 'GET',
+        agent,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+      },
       (response) => {
         let text = '';
         response.on('data', (c: Buffer) => (text += c.toString()));
@@ -106,7 +129,9 @@ export function requestJson(baseUrl: string, path: string, body?: unknown): Prom
         });
       },
     );
-    request.on('error', (error) => reject(new Error(`${payload ? 'POST' : 'GET'} ${path} ${payload?.slice(0, 200) ?? ''}: ${error.message}`)));
+    request.on('error', (error) =>
+      reject(new Error(`${payload ? 'POST' : 'GET'} ${path} ${payload?.slice(0, 200) ?? ''}: ${error.message}`)),
+    );
     request.end(payload);
   });
 }

@@ -62,15 +62,18 @@ export class Context {
   }
 
   demoBundle(): Promise<BuiltBundle> {
-    return (this.demo ??= this.track('demo bundle (models/flex, f16 tables + reference.onnx)', demoBundle('flex', 'f16')));
+    this.demo ??= this.track('demo bundle (models/flex, f16 tables + reference.onnx)', demoBundle('flex', 'f16'));
+    return this.demo;
   }
 
   demoBundleF32(): Promise<BuiltBundle> {
-    return (this.demoF32 ??= this.track('demo bundle (models/flex, f32 tables)', demoBundle('flex', 'f32')));
+    this.demoF32 ??= this.track('demo bundle (models/flex, f32 tables)', demoBundle('flex', 'f32'));
+    return this.demoF32;
   }
 
   async denseBundle(): Promise<BuiltBundle> {
-    return (this.dense ??= denseEquivalent(await this.demoBundle()));
+    this.dense ??= denseEquivalent(await this.demoBundle());
+    return this.dense;
   }
 
   async demoTokenizer(): Promise<TextTokenizer> {

@@ -30,7 +30,9 @@ function commit(): string {
     const ref = head.slice(5);
     const loose = join(ROOT, '.git', ref);
     if (existsSync(loose)) return readFileSync(loose, 'utf8').trim().slice(0, 12);
-    const packed = readFileSync(join(ROOT, '.git', 'packed-refs'), 'utf8').split('\n').find((l) => l.endsWith(` ${ref}`));
+    const packed = readFileSync(join(ROOT, '.git', 'packed-refs'), 'utf8')
+      .split('\n')
+      .find((l) => l.endsWith(` ${ref}`));
     return packed ? packed.slice(0, 12) : 'unknown';
   } catch {
     return 'unknown';
@@ -40,7 +42,12 @@ function commit(): string {
 export function runEnv(): RunEnv {
   let busiest: string[] = [];
   try {
-    busiest = execFileSync('ps', ['-eo', 'pcpu,ni,comm', '--sort=-pcpu'], { encoding: 'utf8' }).split('\n').slice(1).map((l) => l.trim()).filter((l) => l && !/ ps$/.test(l)).slice(0, 3);
+    busiest = execFileSync('ps', ['-eo', 'pcpu,ni,comm', '--sort=-pcpu'], { encoding: 'utf8' })
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim())
+      .filter((l) => l && !/ ps$/.test(l))
+      .slice(0, 3);
   } catch {
     // no ps
   }

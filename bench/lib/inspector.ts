@@ -31,7 +31,12 @@ class MiniSocket {
         host: u.hostname,
         port: u.port,
         path: u.pathname + u.search,
-        headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': randomBytes(16).toString('base64') },
+        headers: {
+          Connection: 'Upgrade',
+          Upgrade: 'websocket',
+          'Sec-WebSocket-Version': '13',
+          'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+        },
       });
       request.on('upgrade', (_response, socket, head) => {
         const ws = new MiniSocket(socket);
@@ -51,7 +56,19 @@ class MiniSocket {
     const payload = Buffer.from(text);
     const mask = randomBytes(4);
     const n = payload.length;
-    const header = n < 126 ? Buffer.from([0x81, 0x80 | n]) : n < 65536 ? Buffer.from([0x81, 0x80 | 126, n >> 8, n & 255]) : Buffer.concat([Buffer.from([0x81, 0x80 | 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b; })()]);
+    const header =
+      n < 126
+        ? Buffer.from([0x81, 0x80 | n])
+        : n < 65536
+          ? Buffer.from([0x81, 0x80 | 126, n >> 8, n & 255])
+          : Buffer.concat([
+              Buffer.from([0x81, 0x80 | 127]),
+              (() => {
+                const b = Buffer.alloc(8);
+                b.writeBigUInt64BE(BigInt(n));
+                return b;
+              })(),
+            ]);
     for (let i = 0; i < n; i++) payload[i] ^= mask[i & 3];
     this.socket.write(Buffer.concat([header, mask, payload]));
   }
@@ -74,7 +91,10 @@ class MiniSocket {
       if (this.buffer.length < offset + length) return;
       const payload = this.buffer.subarray(offset, offset + length);
       this.buffer = this.buffer.subarray(offset + length);
-      if (opcode === 0x8) return this.close();
+      if (opcode === 0x8) {
+        this.close();
+        return;
+      }
       if (opcode === 0x1 || opcode === 0x0) {
         this.fragments.push(Buffer.from(payload));
         if (fin) {

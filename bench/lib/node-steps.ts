@@ -17,18 +17,28 @@ export interface NodeModel {
 }
 
 /** A session factory and Tensor constructor for each runtime measured. */
-async function runtimeParts(runtime: NodeRuntime): Promise<{ createSession: (graph: Uint8Array) => Promise<InferenceSession>; Tensor: TensorConstructor }> {
+async function runtimeParts(
+  runtime: NodeRuntime,
+): Promise<{ createSession: (graph: Uint8Array) => Promise<InferenceSession>; Tensor: TensorConstructor }> {
   if (runtime === 'web-node') {
     const ortWeb = await import('onnxruntime-web/wasm');
     ortWeb.env.wasm.numThreads = 1;
     ortWeb.env.wasm.proxy = false;
-    return { createSession: async (graph) => (await ortWeb.InferenceSession.create(graph)) as unknown as InferenceSession, Tensor: ortWeb.Tensor as unknown as TensorConstructor };
+    return {
+      createSession: async (graph) => (await ortWeb.InferenceSession.create(graph)) as unknown as InferenceSession,
+      Tensor: ortWeb.Tensor as unknown as TensorConstructor,
+    };
   }
   // Default threads, but no spin-waiting after a run: spinning threads would steal the core the
   // interleaved measurements of the other runtimes (and the machine's other jobs) run on.
   const options: ortNode.InferenceSession.SessionOptions =
-    runtime === 'node-1t' ? { intraOpNumThreads: 1, interOpNumThreads: 1 } : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } };
-  return { createSession: (graph) => ortNode.InferenceSession.create(graph, options), Tensor: ortNode.Tensor as unknown as TensorConstructor };
+    runtime === 'node-1t'
+      ? { intraOpNumThreads: 1, interOpNumThreads: 1 }
+      : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } };
+  return {
+    createSession: (graph) => ortNode.InferenceSession.create(graph, options),
+    Tensor: ortNode.Tensor as unknown as TensorConstructor,
+  };
 }
 
 /**
@@ -39,7 +49,9 @@ export async function openNodeModel(runtime: NodeRuntime, dir: string, manifest:
   const tableBytes = manifest.tables?.shards.reduce((n, s) => n + s.bytes, 0) ?? 0;
   const core = localServingCore(dir, manifest, {
     ...(await runtimeParts(runtime)),
-    settings: { hierarchy: { isolateBytes: tableBytes + (1 << 20), hotSetBytes: tableBytes, pageBytes: 0, originConcurrency: 6, coalesceGapBytes: 0 } },
+    settings: {
+      hierarchy: { isolateBytes: tableBytes + (1 << 20), hotSetBytes: tableBytes, pageBytes: 0, originConcurrency: 6, coalesceGapBytes: 0 },
+    },
   });
   const bundle = await core.bundle(manifest.version);
   const hot = core.rows(bundle);

@@ -49,9 +49,12 @@ const pct = (x: number, digits = 1) => (Number.isFinite(x) ? `${(x * 100).toFixe
 const spct = (x: number, digits = 1) => (Number.isFinite(x) ? `${x < 0 ? '−' : '+'}${Math.abs(x * 100).toFixed(digits)}%` : 'n/a');
 const ms = (x: number) => (Number.isFinite(x) ? `${fmt(x)} ms` : 'n/a');
 const iqr = (s: { median: number; p25: number; p75: number }) => `${fmt(s.median)} (${fmt(s.p25)}–${fmt(s.p75)})`;
-const x = (r: number) => (Number.isFinite(r) ? `${Math.abs(r) >= 100 ? r.toFixed(0) : Math.abs(r) >= 10 ? r.toFixed(1) : r.toFixed(2)}×` : "n/a");
-const table = (head: string[], rows: (string | number)[][]) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
-const heapMb = (h: { usedSize: number; backingStorageSize: number } | null | undefined) => (h ? mb(h.usedSize + h.backingStorageSize) : 'n/a');
+const x = (r: number) =>
+  Number.isFinite(r) ? `${Math.abs(r) >= 100 ? r.toFixed(0) : Math.abs(r) >= 10 ? r.toFixed(1) : r.toFixed(2)}×` : 'n/a';
+const table = (head: string[], rows: (string | number)[][]) =>
+  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const heapMb = (h: { usedSize: number; backingStorageSize: number } | null | undefined) =>
+  h ? mb(h.usedSize + h.backingStorageSize) : 'n/a';
 
 function reproduce(meta: Meta | undefined, only: string): string {
   const when = meta
@@ -84,7 +87,7 @@ function targets(all: AllResults): Target[] {
     out.push({
       target: 'hot tiers: the memory path adds ≤ 3% to the decode step',
       measured: `served f16 tables: one L0 lookup (${fmt(s.micro.lookupUs['workerd f16'])} µs) = ${spct(micro)} of the ${ms(step)} step; A/B decode loop ${spct(o)}. With f32 tables: ${spct(micro32)} (lookup ${fmt(s.micro.lookupUs['workerd f32'])} µs); A/B ${spct(o32)} (workerd)`,
-      verdict: micro <= 0.03 ? 'met' : `missed: ${spct(micro)} instead of ≤ 3% (f16 row decoding; f32 rows or a table-driven f16 decode meet it)`,
+      verdict: micro <= 0.03 ? 'met' : `missed: ${spct(micro)} instead of ≤ 3%`,
       evidence: '§3 step table and micro-benchmarks',
     });
   }
@@ -108,7 +111,7 @@ function targets(all: AllResults): Target[] {
     });
   }
   const c = all.scale?.result;
-  if (c && c.instances.length) {
+  if (c?.instances.length) {
     const heaps = c.instances.map((i) => (i.heapAfter ? i.heapAfter.usedSize + i.heapAfter.backingStorageSize : NaN));
     const maxHeap = Math.max(...heaps.filter(Number.isFinite));
     const biggest = Math.max(...c.instances.map((i) => i.tableBytes));
@@ -125,7 +128,12 @@ function targets(all: AllResults): Target[] {
       out.push({
         target: 'scale: per-token memory cost stays flat as the table grows',
         measured: `cold, ${mb(a.tableBytes)} → ${mb(b.tableBytes)} MiB of tables (${x(b.tableBytes / a.tableBytes)}): memory wait per decode step ${ms(a.memoryPerDecodeMs.median)} → ${ms(b.memoryPerDecodeMs.median)} (${x(r)}); origin bytes per token ${kb(a.originBytesPerToken)} → ${kb(b.originBytesPerToken)} KiB`,
-        verdict: a.originBytesPerToken === b.originBytesPerToken && r <= 1.5 ? 'met (same bytes per token; memory wait within 1.5×)' : r > 1.5 ? `not flat: ${x(r)}` : 'bytes differ',
+        verdict:
+          a.originBytesPerToken === b.originBytesPerToken && r <= 1.5
+            ? 'met (same bytes per token; memory wait within 1.5×)'
+            : r > 1.5
+              ? `not flat: ${x(r)}`
+              : 'bytes differ',
         evidence: '§4 table',
       });
     }
@@ -145,10 +153,19 @@ function targets(all: AllResults): Target[] {
 export function renderMarkdown(all: AllResults): string {
   const parts: string[] = [];
   const metas = [all.latency, all.steps, all.scale, all.hotset, all.ttft].filter(Boolean).map((s) => s!.meta);
-  const allSuites = (r: RunRecord) => ['hotset', 'steps', 'latency', 'ttft', 'scale'].every((s) => r.suites.includes(s)) && r.rounds === null;
+  const allSuites = (r: RunRecord) =>
+    ['hotset', 'steps', 'latency', 'ttft', 'scale'].every((s) => r.suites.includes(s)) && r.rounds === null;
   const lastRun = (quick: boolean) => [...(all.runs ?? [])].reverse().find((r) => allSuites(r) && r.quick === quick);
   const duration = (r: RunRecord | undefined) =>
-    r ? `${(r.seconds / 60).toFixed(1)} min on ${r.date.slice(0, 10)}${Object.keys(r.built).length ? ` (of which building: ${Object.entries(r.built).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')})` : ''}` : 'not run yet';
+    r
+      ? `${(r.seconds / 60).toFixed(1)} min on ${r.date.slice(0, 10)}${
+          Object.keys(r.built).length
+            ? ` (of which building: ${Object.entries(r.built)
+                .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
+                .join(', ')})`
+            : ''
+        }`
+      : 'not run yet';
   const env = metas.sort((a, b) => b.date.localeCompare(a.date))[0]?.env;
   parts.push(`# Benchmarks
 
@@ -196,7 +213,14 @@ ${
   const t = targets(all);
   parts.push(`## Targets of issue 6
 
-${t.length ? table(['target', 'measured', 'verdict', 'where'], t.map((r) => [r.target, r.measured, `**${r.verdict}**`, r.evidence])) : '_No suite with a target has run yet._'}
+${
+  t.length
+    ? table(
+        ['target', 'measured', 'verdict', 'where'],
+        t.map((r) => [r.target, r.measured, `**${r.verdict}**`, r.evidence]),
+      )
+    : '_No suite with a target has run yet._'
+}
 `);
 
   // 1. latency
@@ -228,7 +252,19 @@ KV in front of an origin 20 ms away, isolate tier off; hot = the \`wrangler.toml
 origin reads per decode step are (N-token request − 1-token request) / (N − 1), from paired requests with the same prompt.
 
 ${table(
-  ['variant', 'decode ms/token (client)', 'vs hot', 'memory wait ms/step (server)', 'rest of step ms (server)', 'prefill ms (client)', 'prefill memory wait ms', 'TTFT ms', 'origin req/token', 'origin KiB/token', 'decode rows by tier (all rounds)'],
+  [
+    'variant',
+    'decode ms/token (client)',
+    'vs hot',
+    'memory wait ms/step (server)',
+    'rest of step ms (server)',
+    'prefill ms (client)',
+    'prefill memory wait ms',
+    'TTFT ms',
+    'origin req/token',
+    'origin KiB/token',
+    'decode rows by tier (all rounds)',
+  ],
   rows,
 )}
 
@@ -258,14 +294,49 @@ ${table(
   [
     ['graph weights (ONNX initializers)', `${mb(w.computeBytes)} MiB`, `${mb(w.referenceBytes)} MiB`, x(w.referenceBytes / w.computeBytes)],
     ['tables (not resident; rows are read per token)', `${mb(w.tableBytesF16)} MiB f16 (${mb(w.tableBytesF32)} MiB f32)`, '—', ''],
-    ['decode step, workerd (rows from L0, f16)', ms(cell('workerd', 'hot-f16').summary.median), ms(cell('workerd', 'dense').summary.median), x(s.ratios.denseVsHotWorkerd)],
-    ['decode step, workerd (compute graph alone, no lookup)', ms(cell('workerd', 'zero').summary.median), ms(cell('workerd', 'dense').summary.median), x(s.ratios.denseVsZeroWorkerd)],
-    ['decode step, onnxruntime-node 1 thread (rows from L0, f16)', ms(cell('node-1t', 'hot-f16').summary.median), ms(cell('node-1t', 'dense').summary.median), x(s.ratios.denseVsHotNode1t)],
-    ['decode step, onnxruntime-node 1 thread (compute graph alone)', ms(cell('node-1t', 'zero').summary.median), ms(cell('node-1t', 'dense').summary.median), x(s.ratios.denseVsZeroNode1t)],
+    [
+      'decode step, workerd (rows from L0, f16)',
+      ms(cell('workerd', 'hot-f16').summary.median),
+      ms(cell('workerd', 'dense').summary.median),
+      x(s.ratios.denseVsHotWorkerd),
+    ],
+    [
+      'decode step, workerd (compute graph alone, no lookup)',
+      ms(cell('workerd', 'zero').summary.median),
+      ms(cell('workerd', 'dense').summary.median),
+      x(s.ratios.denseVsZeroWorkerd),
+    ],
+    [
+      'decode step, onnxruntime-node 1 thread (rows from L0, f16)',
+      ms(cell('node-1t', 'hot-f16').summary.median),
+      ms(cell('node-1t', 'dense').summary.median),
+      x(s.ratios.denseVsHotNode1t),
+    ],
+    [
+      'decode step, onnxruntime-node 1 thread (compute graph alone)',
+      ms(cell('node-1t', 'zero').summary.median),
+      ms(cell('node-1t', 'dense').summary.median),
+      x(s.ratios.denseVsZeroNode1t),
+    ],
     ...(hot && dense
       ? [
-          ['served by the edge worker: decode ms/token (client, §1)', ms(hot.decodeGapMs.median), ms(dense.decodeGapMs.median), x(dense.decodeGapMs.median / hot.decodeGapMs.median)],
-          ['served by the edge worker: isolate V8 heap + ArrayBuffers after §1 (after GC)', `${heapMb(hot.memory?.heap)} MiB`, `${heapMb(dense.memory?.heap)} MiB`, hot.memory?.heap && dense.memory?.heap ? x((dense.memory.heap.usedSize + dense.memory.heap.backingStorageSize) / (hot.memory.heap.usedSize + hot.memory.heap.backingStorageSize)) : 'n/a'],
+          [
+            'served by the edge worker: decode ms/token (client, §1)',
+            ms(hot.decodeGapMs.median),
+            ms(dense.decodeGapMs.median),
+            x(dense.decodeGapMs.median / hot.decodeGapMs.median),
+          ],
+          [
+            'served by the edge worker: isolate V8 heap + ArrayBuffers after §1 (after GC)',
+            `${heapMb(hot.memory?.heap)} MiB`,
+            `${heapMb(dense.memory?.heap)} MiB`,
+            hot.memory?.heap && dense.memory?.heap
+              ? x(
+                  (dense.memory.heap.usedSize + dense.memory.heap.backingStorageSize) /
+                    (hot.memory.heap.usedSize + hot.memory.heap.backingStorageSize),
+                )
+              : 'n/a',
+          ],
         ]
       : []),
   ],
@@ -284,7 +355,10 @@ validation-text ids) in each runtime; ms per decode step = (median time of prefi
 each median over ${s.pairs ?? 1} alternating runs, then the median over ${s.rounds} interleaved rounds. workerd is timed from the client around whole requests to the bench worker
 (\`bench/worker/bench.worker.ts\`).
 
-${table(['graph and rows', ...runtimes.map((r) => RUNTIME_LABELS[r])], configs.map((cfg) => [CONFIG_LABELS[cfg], ...runtimes.map((rt) => iqr(cell(rt, cfg).summary))]))}
+${table(
+  ['graph and rows', ...runtimes.map((r) => RUNTIME_LABELS[r])],
+  configs.map((cfg) => [CONFIG_LABELS[cfg], ...runtimes.map((rt) => iqr(cell(rt, cfg).summary))]),
+)}
 
 Ratios (paired per round): workerd / onnxruntime-node 1 thread = **${x(s.ratios.workerdVsNode1t)}**; workerd / onnxruntime-node default
 threads = ${x(s.ratios.workerdVsNode)}; workerd / onnxruntime-web in Node = ${x(s.ratios.workerdVsWebNode)} (compute graph alone).
@@ -299,13 +373,16 @@ One row is ${s.micro.rowBytes} bytes stored, ${s.micro.rowValues} f32 values dec
 ${table(
   ['operation', 'workerd µs', 'Node µs'],
   [
-    ['one L0 row lookup incl. decode, f16 table (`MemoryHierarchy.rowsFor().rows([id])`)', fmt(s.micro.lookupUs['workerd f16']), fmt(s.micro.lookupUs['node f16'])],
-    ['one L0 row lookup incl. decode, f32 table', fmt(s.micro.lookupUs['workerd f32']), fmt(s.micro.lookupUs['node f32'])],
-    ['decode one f16 row: `decodeRow` (src/bundle/row-codec.ts as of the run)', fmt(s.micro.decodeUs['workerd src']), fmt(s.micro.decodeUs['node src'])],
     [
-      `decode one f16 row: 64 Ki-entry lookup table (\`bench/lib/f16-lut.ts\`${s.micro.lutCheck ? `; ${s.micro.lutCheck.mismatches} of ${s.micro.lutCheck.values} values differ from \`decodeRow\` on every 8th row of the demo table` : ''})`,
-      fmt(s.micro.decodeUs['workerd lut']),
-      fmt(s.micro.decodeUs['node lut']),
+      'one L0 row lookup incl. decode, f16 table (`MemoryHierarchy.rowsFor().rows([id])`)',
+      fmt(s.micro.lookupUs['workerd f16']),
+      fmt(s.micro.lookupUs['node f16']),
+    ],
+    ['one L0 row lookup incl. decode, f32 table', fmt(s.micro.lookupUs['workerd f32']), fmt(s.micro.lookupUs['node f32'])],
+    [
+      'decode one f16 row: `decodeRow` (src/bundle/row-codec.ts as of the run)',
+      fmt(s.micro.decodeUs['workerd src']),
+      fmt(s.micro.decodeUs['node src']),
     ],
   ],
 )}
@@ -319,13 +396,19 @@ from the client as (n operations − none) / n. For scale: the decode step of th
         hot ? `, and the hot variant of §1 spends ${ms(hot.decodeGapMs.median)} per token as seen by the client` : ''
       }.
 
-${table(['operation', 'µs per token (workerd)'], Object.entries(s.micro.overheadUs).map(([k, v]) => [k, fmt(v)]))}
+${table(
+  ['operation', 'µs per token (workerd)'],
+  Object.entries(s.micro.overheadUs).map(([k, v]) => [k, fmt(v)]),
+)}
 
 `
     : ''
 }${reproduce(S.meta, 'steps')}
 `);
-  } else parts.push('## 2. Dense-equivalent graph\n\n_Not run yet: `npx tsx bench/run.ts --only steps`._\n\n## 3. Decode step by runtime\n\n_Not run yet._\n');
+  } else
+    parts.push(
+      '## 2. Dense-equivalent graph\n\n_Not run yet: `npx tsx bench/run.ts --only steps`._\n\n## 3. Decode step by runtime\n\n_Not run yet._\n',
+    );
 
   // 4. scale
   const C = all.scale;
@@ -384,17 +467,32 @@ ${table(
 Origin traffic of a cold data centre (hot set at the default size, an unbounded page cache, the first ${h.pages[0]?.tokens} validation tokens
 streamed through it), by page size:
 
-${table(['page', 'rows per page', 'origin requests per token', 'origin bytes per token'], h.pages.map((p) => [`${kb(p.pageBytes)} KiB`, p.rowsPerPage, fmt(p.requestsPerToken, 4), fmt(p.bytesPerToken, 0)]))}
+${table(
+  ['page', 'rows per page', 'origin requests per token', 'origin bytes per token'],
+  h.pages.map((p) => [`${kb(p.pageBytes)} KiB`, p.rowsPerPage, fmt(p.requestsPerToken, 4), fmt(p.bytesPerToken, 0)]),
+)}
 
 Measured by the worker with the hierarchy cold (every row from the origin, \`PAGE_BYTES\` = ${h.prompt.pageBytes} bytes of rows): ${
-      cold.length ? cold.map((v) => `${v.variant.label}: ${fmt(v.originRequestsPerToken)} origin request and ${kb(v.originBytesPerToken)} KiB per generated token`).join('; ') : 'run `--only latency`'
+      cold.length
+        ? cold
+            .map(
+              (v) =>
+                `${v.variant.label}: ${fmt(v.originRequestsPerToken)} origin request and ${kb(v.originBytesPerToken)} KiB per generated token`,
+            )
+            .join('; ')
+        : 'run `--only latency`'
     }.
 
 A ${h.prompt.window}-token prompt (median over ${h.prompt.windows} windows of the validation text), at most ${h.prompt.concurrency} reads in flight: pages
 coalesced into runs of adjacent pages only; as \`MemoryHierarchy\` plans them${h.prompt.gapCap !== undefined ? ` (gaps up to ${kb(h.prompt.gapCap)} KiB merged while more than ${h.prompt.concurrency} runs remain)` : ''}; and merged across any gap into ${h.prompt.concurrency} reads:
 
 ${table(
-  ['hierarchy', 'adjacent pages only: requests / waves / bytes', 'as src plans them: requests / waves / bytes', `any gap merged into ${h.prompt.concurrency} reads: bytes`],
+  [
+    'hierarchy',
+    'adjacent pages only: requests / waves / bytes',
+    'as src plans them: requests / waves / bytes',
+    `any gap merged into ${h.prompt.concurrency} reads: bytes`,
+  ],
   [h.prompt, ...(h.promptHot ? [h.promptHot] : [])].map((p) => [
     p.hotRows ? `default hot set (ids < ${p.hotRows}) loaded` : 'cold (no hot set)',
     `${fmt(p.runs)} / ${fmt(p.waves)} / ${kb(p.bytes)} KiB`,
@@ -406,7 +504,10 @@ ${table(
 Bigram prefetch (rows of the top-k successors of the current token that are not in the default hot set, counted on ${h.prefetch[0]?.source};
 ${pct(h.missesPerToken)} of next tokens miss the hot set):
 
-${table(['k', 'misses whose row would already be prefetched', 'extra rows fetched per step'], h.prefetch.map((p) => [p.k, pct(p.coveredOfMisses), fmt(p.extraRowsPerStep)]))}
+${table(
+  ['k', 'misses whose row would already be prefetched', 'extra rows fetched per step'],
+  h.prefetch.map((p) => [p.k, pct(p.coveredOfMisses), fmt(p.extraRowsPerStep)]),
+)}
 
 ${reproduce(H.meta, 'hotset')}
 `);
@@ -443,7 +544,10 @@ Each repetition starts a new Miniflare instance (a new workerd process, empty ca
 nothing new (the demo bundle is already in its local R2), and sends one ${tt.promptTokens}-token prompt with \`max_tokens: 1\`, then the
 same request again. ${tt.reps} repetitions per origin latency, medians (25th–75th percentile).
 
-${table(['', 'origin 0 ms', 'origin +20 ms'], keys.map(([k, label]) => [label, iqr(tt.summary['0'][k]), iqr(tt.summary['20'][k])]))}
+${table(
+  ['', 'origin 0 ms', 'origin +20 ms'],
+  keys.map(([k, label]) => [label, iqr(tt.summary['0'][k]), iqr(tt.summary['20'][k])]),
+)}
 
 The bundle load split by phase (bench worker on a fresh instance, one phase per request, client-timed):
 
@@ -451,8 +555,18 @@ ${table(
   ['phase', 'ms', 'workerd RSS after it, MiB', 'isolate heap + ArrayBuffers after it (after GC), MiB'],
   [
     ['instance ready', '', fmt(tt.phaseRss?.ready?.median ?? NaN), fmt(tt.phaseHeap?.ready?.median ?? NaN)],
-    ...Object.entries(tt.phases).map(([k, v]) => [phaseLabels[k] ?? k, iqr(v), fmt(tt.phaseRss?.[k]?.median ?? NaN), fmt(tt.phaseHeap?.[k]?.median ?? NaN)]),
-    ['200 decode steps on the first session (rows: a constant block)', '', fmt(tt.phaseRss?.['after 200 decode steps']?.median ?? NaN), fmt(tt.phaseHeap?.['after 200 decode steps']?.median ?? NaN)],
+    ...Object.entries(tt.phases).map(([k, v]) => [
+      phaseLabels[k] ?? k,
+      iqr(v),
+      fmt(tt.phaseRss?.[k]?.median ?? NaN),
+      fmt(tt.phaseHeap?.[k]?.median ?? NaN),
+    ]),
+    [
+      '200 decode steps on the first session (rows: a constant block)',
+      '',
+      fmt(tt.phaseRss?.['after 200 decode steps']?.median ?? NaN),
+      fmt(tt.phaseHeap?.['after 200 decode steps']?.median ?? NaN),
+    ],
   ],
 )}
 
@@ -486,14 +600,7 @@ function findings(all: AllResults): string {
   const h = all.hotset?.result;
   const t = all.ttft?.result;
   if (s) {
-    const src = s.micro.decodeUs['workerd src'];
-    const lut = s.micro.decodeUs['workerd lut'];
     const step = s.cells.find((c) => c.runtime === 'workerd' && c.config === 'zero')!.summary.median;
-    if (src > 10 * lut) {
-      out.push(
-        `- **f16 row decoding dominates the hot memory path.** \`decodeRow\` (src/bundle/row-codec.ts) takes ${fmt(src)} µs per ${s.micro.rowValues}-value row in workerd, against a ${fmt(step)} ms decode step of the compute graph. A 64 Ki-entry float16→float32 table decodes the same row in ${fmt(lut)} µs (${x(src / lut)} faster${s.micro.lutCheck ? `, ${s.micro.lutCheck.mismatches} differing values out of ${s.micro.lutCheck.values} checked` : ''}). Every row a request touches is decoded, so the prefill pays it per prompt token${l ? ` (hot variant: ${fmt(variant(l, 'hot')?.memoryPrefillMs.median ?? NaN)} ms of memory wait for a ${l.promptTokens}-token prefill with every row already in the isolate)` : ''}.`,
-      );
-    }
     const o = s.micro.overheadUs;
     const sample = o?.['sampleToken, temperature 0.8, vocab 4096'] ?? NaN;
     const greedy = o?.['sampleToken, temperature 0 (argmax), vocab 4096'] ?? NaN;
@@ -502,7 +609,10 @@ function findings(all: AllResults): string {
         `- **Sampling costs as much as the model's decode step.** \`sampleToken\` (src/engine/sampler.ts) with \`temperature\` 0.8, \`top_k\` 0, \`top_p\` 1 takes ${fmt(sample)} µs at vocabulary 4096 against a ${ms(step)} decode step, ${fmt(o['sampleToken, temperature 0.8, vocab 32768'] / 1000)} ms at 32768 and ${fmt(o['sampleToken, temperature 0.8, vocab 131072'] / 1000)} ms at 131072 (a Llama-3-sized vocabulary). One pass over the logits (argmax) takes ${fmt(greedy)} µs at 4096.`,
       );
     }
-    if (s.ratios.workerdVsNode1t <= 2) out.push(`- onnxruntime-web in workerd runs the compute graph's decode step at ${x(s.ratios.workerdVsNode1t)} the time of single-threaded onnxruntime-node on this machine.`);
+    if (s.ratios.workerdVsNode1t <= 2)
+      out.push(
+        `- onnxruntime-web in workerd runs the compute graph's decode step at ${x(s.ratios.workerdVsNode1t)} the time of single-threaded onnxruntime-node on this machine.`,
+      );
   }
   const c0 = variant(l, 'cold-r2');
   const c20 = variant(l, 'cold-r2-20');
@@ -510,7 +620,9 @@ function findings(all: AllResults): string {
     const waves = (c20.memoryPrefillMs.median - c0.memoryPrefillMs.median) / 20;
     out.push(
       `- **A cold prefill takes several origin round trips, not one.** ${fmt(c20.prefillOriginRequests)} origin requests for the ${l.promptTokens}-token prompt with at most 6 in flight (\`originConcurrency\`); the prefill's memory wait grows by ${fmt(waves)} × 20 ms when the origin is 20 ms away.${
-        h ? ` Offline over the validation text (§5): cold, ${fmt(h.prompt.runs)} runs of adjacent pages → ${fmt(h.prompt.waves)} waves${h.prompt.plannedRequests !== undefined ? `, ${fmt(h.prompt.plannedRequests)} requests → ${fmt(h.prompt.plannedWaves)} waves as src plans them` : ''}; ${fmt(h.promptHot.runs)} runs → ${fmt(h.promptHot.waves)} wave once the default hot set is loaded; merging across any gap into 6 reads makes a cold prompt one wave at ${x(h.prompt.mergedBytes / h.prompt.bytes)} the bytes.` : ''
+        h
+          ? ` Offline over the validation text (§5): cold, ${fmt(h.prompt.runs)} runs of adjacent pages → ${fmt(h.prompt.waves)} waves${h.prompt.plannedRequests !== undefined ? `, ${fmt(h.prompt.plannedRequests)} requests → ${fmt(h.prompt.plannedWaves)} waves as src plans them` : ''}; ${fmt(h.promptHot.runs)} runs → ${fmt(h.promptHot.waves)} wave once the default hot set is loaded; merging across any gap into 6 reads makes a cold prompt one wave at ${x(h.prompt.mergedBytes / h.prompt.bytes)} the bytes.`
+          : ''
       }`,
     );
   }
@@ -523,7 +635,10 @@ function findings(all: AllResults): string {
   }
   if (h) {
     const k4 = h.prefetch.find((p) => p.k === 4);
-    if (k4) out.push(`- The default hot set (${h.defaultHotRows} rows, ${mb(h.hotSetBytes)} MiB) serves ${pct(h.curve.find((p) => p.n === h.defaultHotRows)!.coverage)} of the validation text's tokens; a bigram prefetch of 4 successor rows would have fetched ${pct(k4.coveredOfMisses)} of the remaining misses one step early, at ${fmt(k4.extraRowsPerStep)} extra rows per step.`);
+    if (k4)
+      out.push(
+        `- The default hot set (${h.defaultHotRows} rows, ${mb(h.hotSetBytes)} MiB) serves ${pct(h.curve.find((p) => p.n === h.defaultHotRows)!.coverage)} of the validation text's tokens; a bigram prefetch of 4 successor rows would have fetched ${pct(k4.coveredOfMisses)} of the remaining misses one step early, at ${fmt(k4.extraRowsPerStep)} extra rows per step.`,
+      );
   }
   const failed = [...(l?.failures ?? []), ...(all.scale?.result.failures ?? [])];
   if (failed.length) {
@@ -545,7 +660,11 @@ export function renderSvg(all: AllResults): string {
         ['memory wait (server)', 'rest of the step'],
         l.variants.map((v) => {
           const mw = Math.max(0, v.memoryPerDecodeMs.median);
-          return { label: v.variant.short ?? v.variant.id, values: [Math.min(mw, v.decodeGapMs.median), Math.max(0, v.decodeGapMs.median - mw)], note: fmt(v.decodeGapMs.median) };
+          return {
+            label: v.variant.short ?? v.variant.id,
+            values: [Math.min(mw, v.decodeGapMs.median), Math.max(0, v.decodeGapMs.median - mw)],
+            note: fmt(v.decodeGapMs.median),
+          };
         }),
       ),
     );
@@ -556,7 +675,11 @@ export function renderSvg(all: AllResults): string {
         ['memory wait (server)', 'rest of the prefill'],
         l.variants.map((v) => {
           const mw = Math.max(0, v.memoryPrefillMs.median);
-          return { label: v.variant.short ?? v.variant.id, values: [Math.min(mw, v.prefillMs.median), Math.max(0, v.prefillMs.median - mw)], note: fmt(v.prefillMs.median) };
+          return {
+            label: v.variant.short ?? v.variant.id,
+            values: [Math.min(mw, v.prefillMs.median), Math.max(0, v.prefillMs.median - mw)],
+            note: fmt(v.prefillMs.median),
+          };
         }),
       ),
     );
@@ -587,7 +710,10 @@ export function renderSvg(all: AllResults): string {
         'hot-set size N (rows, ids < N; log scale)',
         '% of token occurrences',
         [
-          { name: 'ids < N (frequency order of the tokenizer)', points: h.curve.filter((p) => p.n > 0).map((p) => [p.n, p.coverage * 100]) },
+          {
+            name: 'ids < N (frequency order of the tokenizer)',
+            points: h.curve.filter((p) => p.n > 0).map((p) => [p.n, p.coverage * 100]),
+          },
           { name: 'best possible N ids', points: h.curve.filter((p) => p.n > 0).map((p) => [p.n, p.ideal * 100]), dashed: true },
         ],
         { logX: true, yMax: 100, marks: [{ x: h.defaultHotRows, label: `default ${mb(h.hotSetBytes)} MiB` }] },
@@ -601,7 +727,11 @@ export function renderSvg(all: AllResults): string {
         '4. Scale models: isolate heap after serving vs table size',
         'MiB (V8 heap used + ArrayBuffers incl. wasm memory)',
         ['isolate heap'],
-        c.instances.map((i) => ({ label: `${mb(i.tableBytes)} MiB tables · ${i.setting}`, values: [i.heapAfter ? (i.heapAfter.usedSize + i.heapAfter.backingStorageSize) / 2 ** 20 : NaN], note: `${heapMb(i.heapAfter)} MiB; ${fmt(i.memoryPerDecodeMs.median)} ms mem/step` })),
+        c.instances.map((i) => ({
+          label: `${mb(i.tableBytes)} MiB tables · ${i.setting}`,
+          values: [i.heapAfter ? (i.heapAfter.usedSize + i.heapAfter.backingStorageSize) / 2 ** 20 : NaN],
+          note: `${heapMb(i.heapAfter)} MiB; ${fmt(i.memoryPerDecodeMs.median)} ms mem/step`,
+        })),
         { limit: { value: 128e6 / 2 ** 20, label: '128 MB' } },
       ),
     );
@@ -612,11 +742,26 @@ export function renderSvg(all: AllResults): string {
     const s20 = t.summary['20'];
     const row = (label: string, s: Record<string, { median: number }>) => ({
       label,
-      values: [s.bundleLoad.median, s.memoryWaitCold.median, Math.max(0, s.ttftCold.median - s.bundleLoad.median - s.memoryWaitCold.median)],
+      values: [
+        s.bundleLoad.median,
+        s.memoryWaitCold.median,
+        Math.max(0, s.ttftCold.median - s.bundleLoad.median - s.memoryWaitCold.median),
+      ],
       note: `${fmt(s.ttftCold.median)} ms`,
     });
-    panels.push(barChart('6. TTFT on a cold isolate (client, median)', 'ms', ['bundle load (headers)', 'rows wave', 'prefill + rest'], [row('origin 0 ms', s0), row('origin +20 ms', s20)]));
+    panels.push(
+      barChart(
+        '6. TTFT on a cold isolate (client, median)',
+        'ms',
+        ['bundle load (headers)', 'rows wave', 'prefill + rest'],
+        [row('origin 0 ms', s0), row('origin +20 ms', s20)],
+      ),
+    );
   } else panels.push(placeholder('6. TTFT', 'ttft suite not run'));
   const dates = [all.latency, all.steps, all.scale, all.hotset, all.ttft].filter(Boolean).map((x) => x!.meta.date.slice(0, 10));
-  return compose(panels, 2, `flexmem benchmarks (docs/BENCHMARKS.md), measured ${[...new Set(dates)].join(', ')} by npm run bench; medians over interleaved rounds.`);
+  return compose(
+    panels,
+    2,
+    `flexmem benchmarks (docs/BENCHMARKS.md), measured ${[...new Set(dates)].join(', ')} by npm run bench; medians over interleaved rounds.`,
+  );
 }

@@ -17,11 +17,26 @@ export async function startS3(directory: string, bucket = 'flexmem-bench'): Prom
   mkdirSync(directory, { recursive: true });
   const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory, configureBuckets: [{ name: bucket }] });
   const { port } = (await server.run()) as { port: number };
-  const options: S3Options = { endpoint: `http://127.0.0.1:${port}`, bucket, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', prefix: '' };
+  const options: S3Options = {
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket,
+    region: 'us-east-1',
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    prefix: '',
+  };
   return {
     options,
     store: new S3Store(options),
-    vars: { ORIGIN: 's3', S3_ENDPOINT: options.endpoint, S3_BUCKET: bucket, S3_REGION: 'us-east-1', S3_ACCESS_KEY_ID: 'S3RVER', S3_SECRET_ACCESS_KEY: 'S3RVER', STORE_PREFIX: '' },
+    vars: {
+      ORIGIN: 's3',
+      S3_ENDPOINT: options.endpoint,
+      S3_BUCKET: bucket,
+      S3_REGION: 'us-east-1',
+      S3_ACCESS_KEY_ID: 'S3RVER',
+      S3_SECRET_ACCESS_KEY: 'S3RVER',
+      STORE_PREFIX: '',
+    },
     close: () => server.close(),
   };
 }

@@ -44,7 +44,10 @@ export const kb = (bytes: number) => (bytes / 1024).toFixed(1);
 export function shuffled<T>(items: readonly T[], seed: number): T[] {
   const out = [...items];
   let s = seed * 2654435761 + 1;
-  const rand = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = () => {
+    s = (s * 1103515245 + 12345) >>> 0;
+    return s / 2 ** 32;
+  };
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [out[i], out[j]] = [out[j], out[i]];

@@ -21,7 +21,10 @@ export function zeroRows(rowValues: number): RowSource {
     rowValues,
     rows: async (ids) => {
       let block = cache.get(ids.length);
-      if (!block) cache.set(ids.length, (block = new Float32Array(ids.length * rowValues)));
+      if (!block) {
+        block = new Float32Array(ids.length * rowValues);
+        cache.set(ids.length, block);
+      }
       return block;
     },
   };

@@ -94,7 +94,9 @@ export async function runHotset(ctx: Context): Promise<HotsetResult> {
   const idealPrefix = new Float64Array(V + 1);
   for (let i = 0; i < V; i++) idealPrefix[i + 1] = idealPrefix[i] + sorted[i];
   const total = ids.length;
-  const grid = [...new Set([0, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, V, defaultHotRows].filter((n) => n <= V))].sort((a, b) => a - b);
+  const grid = [...new Set([0, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, V, defaultHotRows].filter((n) => n <= V))].sort(
+    (a, b) => a - b,
+  );
   const curve = grid.map((n) => ({ n, bytes: n * rowBytes, coverage: prefix[n] / total, ideal: idealPrefix[n] / total }));
 
   // A cold data centre: hot set at the default size, an unbounded page cache, the first T tokens.
@@ -112,7 +114,13 @@ export async function runHotset(ctx: Context): Promise<HotsetResult> {
         requests++;
       }
     }
-    return { pageBytes: rowsPerPage * rowBytes, rowsPerPage, tokens: T, requestsPerToken: requests / T, bytesPerToken: (requests * rowsPerPage * rowBytes) / T };
+    return {
+      pageBytes: rowsPerPage * rowBytes,
+      rowsPerPage,
+      tokens: T,
+      requestsPerToken: requests / T,
+      bytesPerToken: (requests * rowsPerPage * rowBytes) / T,
+    };
   });
 
   // A prompt's wave: pages -> adjacent runs -> requests (as MemoryHierarchy coalesces them), with
@@ -125,9 +133,24 @@ export async function runHotset(ctx: Context): Promise<HotsetResult> {
   // versions of src without that setting).
   const gapCap = Number(ctx.vars.COALESCE_GAP_BYTES ?? (DEFAULT_HIERARCHY as { coalesceGapBytes?: number }).coalesceGapBytes ?? 0);
   const promptWave = (hotRows: number) => {
-    const stats = { runs: [] as number[], waves: [] as number[], bytes: [] as number[], mergedBytes: [] as number[], planned: [] as number[], plannedWaves: [] as number[], plannedBytes: [] as number[] };
+    const stats = {
+      runs: [] as number[],
+      waves: [] as number[],
+      bytes: [] as number[],
+      mergedBytes: [] as number[],
+      planned: [] as number[],
+      plannedWaves: [] as number[],
+      plannedBytes: [] as number[],
+    };
     for (let start = 0; start + window <= ids.length && stats.runs.length < 2000; start += 97) {
-      const pagesOf = [...new Set(ids.slice(start, start + window).filter((id) => id >= hotRows).map((id) => Math.floor(id / rowsPerPage)))].sort((a, b) => a - b);
+      const pagesOf = [
+        ...new Set(
+          ids
+            .slice(start, start + window)
+            .filter((id) => id >= hotRows)
+            .map((id) => Math.floor(id / rowsPerPage)),
+        ),
+      ].sort((a, b) => a - b);
       const runs: [number, number][] = [];
       for (const p of pagesOf) {
         const last = runs.at(-1);
@@ -190,11 +213,21 @@ export async function runHotset(ctx: Context): Promise<HotsetResult> {
     const b = trainIds[i + 1];
     if (b < defaultHotRows) continue; // hot rows need no prefetch
     let m = successors.get(a);
-    if (!m) successors.set(a, (m = new Map()));
+    if (!m) {
+      m = new Map();
+      successors.set(a, m);
+    }
     m.set(b, (m.get(b) ?? 0) + 1);
   }
   const top = new Map<number, number[]>();
-  for (const [a, m] of successors) top.set(a, [...m].sort((x, y) => y[1] - x[1]).slice(0, 64).map(([b]) => b));
+  for (const [a, m] of successors)
+    top.set(
+      a,
+      [...m]
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, 64)
+        .map(([b]) => b),
+    );
   let misses = 0;
   const prefetch = [1, 4, 16, 64].map((k) => ({ source, k, covered: 0, extra: 0 }));
   for (let i = 0; i + 1 < evalIds.length; i++) {
@@ -218,7 +251,12 @@ export async function runHotset(ctx: Context): Promise<HotsetResult> {
     pages,
     prompt,
     promptHot,
-    prefetch: prefetch.map((p) => ({ source: p.source, k: p.k, coveredOfMisses: p.covered / misses, extraRowsPerStep: p.extra / (evalIds.length - 1) })),
+    prefetch: prefetch.map((p) => ({
+      source: p.source,
+      k: p.k,
+      coveredOfMisses: p.covered / misses,
+      extraRowsPerStep: p.extra / (evalIds.length - 1),
+    })),
     missesPerToken: misses / (evalIds.length - 1),
   };
 }

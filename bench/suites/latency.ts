@@ -80,7 +80,16 @@ export interface LatencyResult {
 const COLD = { ISOLATE_CACHE_BYTES: '0', HOT_SET_BYTES: '0', USE_CACHE_API: 'false' };
 
 export function latencyVariants(base: Record<string, string>, s3Vars: Record<string, string>): LatencyVariant[] {
-  const v = (id: string, short: string, label: string, tier: LatencyVariant['tier'], origin: 'r2' | 's3', latencyMs: number, extra: Record<string, string>, more: Partial<LatencyVariant> = {}): LatencyVariant => ({
+  const v = (
+    id: string,
+    short: string,
+    label: string,
+    tier: LatencyVariant['tier'],
+    origin: 'r2' | 's3',
+    latencyMs: number,
+    extra: Record<string, string>,
+    more: Partial<LatencyVariant> = {},
+  ): LatencyVariant => ({
     id,
     short,
     label,
@@ -96,11 +105,36 @@ export function latencyVariants(base: Record<string, string>, s3Vars: Record<str
     v('cold-r2-20', 'cold · R2 +20 ms', 'cold, local R2 +20 ms', 'cold', 'r2', 20, COLD),
     v('cold-s3', 'cold · S3', 'cold, s3rver', 'cold', 's3', 0, COLD),
     v('cold-s3-20', 'cold · S3 +20 ms', 'cold, s3rver +20 ms', 'cold', 's3', 20, COLD),
-    v('warm-cache', 'warm · Cache API', 'warm: Cache API (origin +20 ms)', 'warm', 'r2', 20, { ISOLATE_CACHE_BYTES: '0', HOT_SET_BYTES: '0', USE_CACHE_API: 'true' }),
-    v('warm-kv', 'warm · KV', 'warm: KV (origin +20 ms)', 'warm', 'r2', 20, { ISOLATE_CACHE_BYTES: '0', HOT_SET_BYTES: '0', USE_CACHE_API: 'false' }, { kv: true }),
-    v('hotset-only', 'hot set only', 'hot set only: 8 MiB, no LRU, no Cache API (origin +20 ms)', 'warm', 'r2', 20, { ISOLATE_CACHE_BYTES: base.HOT_SET_BYTES ?? '8388608', USE_CACHE_API: 'false' }),
+    v('warm-cache', 'warm · Cache API', 'warm: Cache API (origin +20 ms)', 'warm', 'r2', 20, {
+      ISOLATE_CACHE_BYTES: '0',
+      HOT_SET_BYTES: '0',
+      USE_CACHE_API: 'true',
+    }),
+    v(
+      'warm-kv',
+      'warm · KV',
+      'warm: KV (origin +20 ms)',
+      'warm',
+      'r2',
+      20,
+      { ISOLATE_CACHE_BYTES: '0', HOT_SET_BYTES: '0', USE_CACHE_API: 'false' },
+      { kv: true },
+    ),
+    v('hotset-only', 'hot set only', 'hot set only: 8 MiB, no LRU, no Cache API (origin +20 ms)', 'warm', 'r2', 20, {
+      ISOLATE_CACHE_BYTES: base.HOT_SET_BYTES ?? '8388608',
+      USE_CACHE_API: 'false',
+    }),
     v('hot', 'hot · defaults', 'hot: isolate, wrangler.toml defaults (origin +20 ms)', 'hot', 'r2', 20, {}, { inspect: true }),
-    v('dense', 'dense-equivalent', 'dense-equivalent graph (reference.onnx, no tables)', 'dense', 'r2', 20, {}, { model: 'flex-dense', inspect: true }),
+    v(
+      'dense',
+      'dense-equivalent',
+      'dense-equivalent graph (reference.onnx, no tables)',
+      'dense',
+      'r2',
+      20,
+      {},
+      { model: 'flex-dense', inspect: true },
+    ),
   ];
 }
 
@@ -149,8 +183,12 @@ export async function runLatency(ctx: Context): Promise<LatencyResult> {
     for (let round = 0; round < rounds; round++) {
       for (const v of shuffled(variants, round + 1)) {
         const w = workers.get(v.id)!;
-        const full = await withRetry(`${v.id} round ${round + 1}`, failures, () => streamCompletion(w.url, { ...body(maxTokens), model: v.model }));
-        const pre = await withRetry(`${v.id} round ${round + 1} (1 token)`, failures, () => streamCompletion(w.url, { ...body(1), model: v.model }));
+        const full = await withRetry(`${v.id} round ${round + 1}`, failures, () =>
+          streamCompletion(w.url, { ...body(maxTokens), model: v.model }),
+        );
+        const pre = await withRetry(`${v.id} round ${round + 1} (1 token)`, failures, () =>
+          streamCompletion(w.url, { ...body(1), model: v.model }),
+        );
         records.get(v.id)!.push(record(round, full, pre));
       }
       ctx.log(`latency: round ${round + 1}/${rounds} done`);
@@ -169,7 +207,17 @@ export async function runLatency(ctx: Context): Promise<LatencyResult> {
       }
       results.push(aggregate(v, records.get(v.id)!, hotGaps, memory));
     }
-    return { suite: 'latency', rounds, maxTokens, promptTokens, prompt, request: body(maxTokens), warmups: ctx.options.quick ? 1 : 2, variants: results, failures };
+    return {
+      suite: 'latency',
+      rounds,
+      maxTokens,
+      promptTokens,
+      prompt,
+      request: body(maxTokens),
+      warmups: ctx.options.quick ? 1 : 2,
+      variants: results,
+      failures,
+    };
   } finally {
     for (const w of workers.values()) await w.dispose().catch(() => {});
     await s3.close().catch(() => {});
@@ -196,11 +244,12 @@ function record(round: number, full: StreamResult, pre: StreamResult): RequestRe
 
 function aggregate(variant: LatencyVariant, requests: RequestRecord[], hotGaps: number[], memory: VariantResult['memory']): VariantResult {
   // Decode steps of a request = completion tokens - 1 (the first token comes from the prefill).
-  const perDecode = (r: RequestRecord, key: 'memory_wait_ms' | 'compute_ms' | 'origin_requests' | 'origin_bytes') => (r.timing[key] - r.prefillOnly.timing[key]) / (r.completionTokens - 1);
+  const perDecode = (r: RequestRecord, key: 'memory_wait_ms' | 'compute_ms' | 'origin_requests' | 'origin_bytes') =>
+    (r.timing[key] - r.prefillOnly.timing[key]) / (r.completionTokens - 1);
   const decodeRowsByTier: Record<string, number> = {};
   for (const r of requests) {
     for (const [tier, n] of Object.entries((r.timing.rows ?? {}) as Record<string, number>)) {
-      decodeRowsByTier[tier] = (decodeRowsByTier[tier] ?? 0) + n - ((r.prefillOnly.timing.rows ?? {})[tier] ?? 0);
+      decodeRowsByTier[tier] = (decodeRowsByTier[tier] ?? 0) + n - (r.prefillOnly.timing.rows?.[tier] ?? 0);
     }
   }
   return {

@@ -94,22 +94,51 @@ export async function runScale(ctx: Context): Promise<ScaleResult> {
   const prompt = await ctx.prompt(32);
   const body = (model: string, max_tokens: number) => ({ model, prompt, max_tokens, temperature: 0.8, seed: 5 });
   const failures: Failure[] = [];
-  const workers: { key: string; shape: ScaleShape; setting: 'cold' | 'default'; w: Launched; model: string; rssIdle: number; heapIdle: HeapUsage | null; runs: { full: StreamResult; pre: StreamResult }[] }[] = [];
+  const workers: {
+    key: string;
+    shape: ScaleShape;
+    setting: 'cold' | 'default';
+    w: Launched;
+    model: string;
+    rssIdle: number;
+    heapIdle: HeapUsage | null;
+    runs: { full: StreamResult; pre: StreamResult }[];
+  }[] = [];
   try {
     for (const [i, b] of bundles.entries()) {
       const t = performance.now();
       const model = `scale-v${shapes[i].vocab}`;
       await publish(s3.store, b.dir, model);
-      ctx.log(`scale: ${model} published to s3rver in ${((performance.now() - t) / 1000).toFixed(1)} s (${(tableBytes(b.manifest) / 2 ** 20).toFixed(0)} MiB of tables)`);
+      ctx.log(
+        `scale: ${model} published to s3rver in ${((performance.now() - t) / 1000).toFixed(1)} s (${(tableBytes(b.manifest) / 2 ** 20).toFixed(0)} MiB of tables)`,
+      );
     }
     // Quick mode measures the cold setting only.
     const settings = ctx.options.quick ? (['cold'] as const) : (['cold', 'default'] as const);
     const plan = shapes.flatMap((shape) => settings.map((setting) => ({ shape, setting })));
     const launched = await launchAll(
-      plan.map(({ setting }) => ({ scriptDir: script, vars: { ...ctx.vars, ...s3.vars, ...(setting === 'cold' ? { ISOLATE_CACHE_BYTES: '0', HOT_SET_BYTES: '0', USE_CACHE_API: 'false' } : {}) }, inspect: true })),
+      plan.map(({ setting }) => ({
+        scriptDir: script,
+        vars: {
+          ...ctx.vars,
+          ...s3.vars,
+          ...(setting === 'cold' ? { ISOLATE_CACHE_BYTES: '0', HOT_SET_BYTES: '0', USE_CACHE_API: 'false' } : {}),
+        },
+        inspect: true,
+      })),
     );
     // Registered at once, so the finally below disposes them even if a later step fails.
-    for (const [i, { shape, setting }] of plan.entries()) workers.push({ key: `${shape.vocab}/${setting}`, shape, setting, w: launched[i], model: `scale-v${shape.vocab}`, rssIdle: NaN, heapIdle: null, runs: [] });
+    for (const [i, { shape, setting }] of plan.entries())
+      workers.push({
+        key: `${shape.vocab}/${setting}`,
+        shape,
+        setting,
+        w: launched[i],
+        model: `scale-v${shape.vocab}`,
+        rssIdle: NaN,
+        heapIdle: null,
+        runs: [],
+      });
     for (const x of workers) {
       // Idle: the script is loaded and has answered one request that touches no bundle.
       await fetch(`${x.w.url}/health`).then((r) => r.text());
@@ -119,7 +148,8 @@ export async function runScale(ctx: Context): Promise<ScaleResult> {
     // Warm-up, one instance at a time (s3rver shares this process with the client; parallel loads
     // made workerd's reads from it fail).
     for (const x of workers) {
-      for (let i = 0; i < (ctx.options.quick ? 1 : 2); i++) await withRetry(`${x.key} warm-up`, failures, () => streamCompletion(x.w.url, body(x.model, maxTokens)));
+      for (let i = 0; i < (ctx.options.quick ? 1 : 2); i++)
+        await withRetry(`${x.key} warm-up`, failures, () => streamCompletion(x.w.url, body(x.model, maxTokens)));
     }
     for (let round = 0; round < rounds; round++) {
       for (const x of shuffled(workers, round + 7)) {
@@ -136,7 +166,7 @@ export async function runScale(ctx: Context): Promise<ScaleResult> {
       const key = bundleKey(b.manifest.version, shard.path);
       const times: number[] = [];
       for (let k = 0; k < 30; k++) {
-        const offset = Math.floor(((k * 7919) % 1000) / 1000 * (shard.bytes - 32768));
+        const offset = Math.floor((((k * 7919) % 1000) / 1000) * (shard.bytes - 32768));
         const t = performance.now();
         await s3.store.get(key, { offset, length: 32768 });
         times.push(performance.now() - t);
@@ -147,9 +177,12 @@ export async function runScale(ctx: Context): Promise<ScaleResult> {
     for (const x of workers) {
       const b = bundles[shapes.indexOf(x.shape)];
       const m = (x.w.pid && processMemory(x.w.pid)) || { rss: NaN, hwm: NaN };
-      const per = (r: { full: StreamResult; pre: StreamResult }, key: string) => ((r.full.timing?.[key] ?? NaN) - (r.pre.timing?.[key] ?? NaN)) / ((r.full.usage?.completion_tokens ?? NaN) - 1);
+      const per = (r: { full: StreamResult; pre: StreamResult }, key: string) =>
+        ((r.full.timing?.[key] ?? NaN) - (r.pre.timing?.[key] ?? NaN)) / ((r.full.usage?.completion_tokens ?? NaN) - 1);
       const rowsByTier: Record<string, number> = {};
-      for (const r of x.runs) for (const [tier, n] of Object.entries((r.full.timing?.rows ?? {}) as Record<string, number>)) rowsByTier[tier] = (rowsByTier[tier] ?? 0) + n;
+      for (const r of x.runs)
+        for (const [tier, n] of Object.entries((r.full.timing?.rows ?? {}) as Record<string, number>))
+          rowsByTier[tier] = (rowsByTier[tier] ?? 0) + n;
       instances.push({
         shape: x.shape,
         setting: x.setting,

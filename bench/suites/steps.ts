@@ -69,16 +69,21 @@ export interface StepsResult {
   micro: {
     /** One row lookup from L0 (hot set) including decode to f32, microseconds. */
     lookupUs: Record<string, number>;
-    /** One f16 row decode: src/bundle/row-codec.ts decodeRow vs the LUT candidate, microseconds. */
+    /** One f16 row decode with src/bundle/row-codec.ts decodeRow ('workerd src', 'node src'), microseconds. */
     decodeUs: Record<string, number>;
     rowBytes: number;
     rowValues: number;
-    /** LUT decode vs decodeRow on every 8th row of the demo table: values compared, values that differ. */
-    lutCheck: { values: number; mismatches: number };
     /** Per-token work outside session.run in workerd, microseconds (bench worker /overhead). */
     overheadUs?: Record<string, number>;
   };
-  weights: { computeBytes: number; referenceBytes: number; tableBytesF16: number; tableBytesF32: number; computeFile: number; referenceFile: number };
+  weights: {
+    computeBytes: number;
+    referenceBytes: number;
+    tableBytesF16: number;
+    tableBytesF32: number;
+    computeFile: number;
+    referenceFile: number;
+  };
   clock: { busyClientMs: number; dateDelta: number; perfDelta: number };
 }
 
@@ -88,7 +93,8 @@ export function initializerBytes(path: string): number {
   let total = 0;
   for (const t of model.graph?.initializer ?? []) {
     total += t.rawData?.byteLength ?? 0;
-    total += (t.floatData?.length ?? 0) * 4 + (t.int64Data?.length ?? 0) * 8 + (t.int32Data?.length ?? 0) * 4 + (t.doubleData?.length ?? 0) * 8;
+    total +=
+      (t.floatData?.length ?? 0) * 4 + (t.int64Data?.length ?? 0) * 8 + (t.int32Data?.length ?? 0) * 4 + (t.doubleData?.length ?? 0) * 8;
   }
   return total;
 }
@@ -114,7 +120,8 @@ export async function runSteps(ctx: Context): Promise<StepsResult> {
   const configs: StepConfig[] = ['hot-f16', 'hot-f32', 'zero', 'dense'];
   const node = new Map<string, NodeModel>();
   const cells = new Map<string, Cell>();
-  for (const runtime of runtimes) for (const config of configs) cells.set(`${runtime}/${config}`, { runtime, config, perStepMs: [], summary: summarize([]) });
+  for (const runtime of runtimes)
+    for (const config of configs) cells.set(`${runtime}/${config}`, { runtime, config, perStepMs: [], summary: summarize([]) });
 
   const timeOnce = async (runtime: Runtime, config: StepConfig, p: StepPlan): Promise<number> => {
     const { model, rows } = MODEL_OF[config];
@@ -159,18 +166,25 @@ export async function runSteps(ctx: Context): Promise<StepsResult> {
 
     // Micro: one L0 lookup (hot set row + decode to f32) and one f16 row decode.
     const lookupIds = ids.slice(0, 64);
-    const micro: StepsResult['micro'] = { lookupUs: {}, decodeUs: {}, rowBytes: demo.manifest.tables!.layout.rowBytes, rowValues: demo.manifest.tables!.layout.rowValues, lutCheck: { values: 0, mismatches: NaN } };
+    const micro: StepsResult['micro'] = {
+      lookupUs: {},
+      decodeUs: {},
+      rowBytes: demo.manifest.tables!.layout.rowBytes,
+      rowValues: demo.manifest.tables!.layout.rowValues,
+    };
     const diffs = (xs: number[]) => median(xs);
     const lookupW: Record<string, number[]> = { 'workerd f16': [], 'workerd f32': [], 'node f16': [], 'node f32': [] };
-    const decodeW: Record<string, number[]> = { 'workerd src': [], 'workerd lut': [], 'node src': [], 'node lut': [] };
+    const decodeW: Record<string, number[]> = { 'workerd src': [], 'node src': [] };
     const { decodeRow } = await import('../../src/bundle/row-codec.ts');
-    const { decodeRowF16Lut } = await import('../lib/f16-lut.ts');
     const layout = demo.manifest.tables!.layout;
     const row = new Uint8Array(layout.rowBytes);
     for (let i = 0; i < row.length; i += 2) row[i + 1] = 0x3c;
     const out = new Float32Array(layout.rowValues);
     for (let round = 0; round < rounds; round++) {
-      for (const [model, key, n] of [['flex', 'f16', 100], ['flex-f32', 'f32', 3000]] as const) {
+      for (const [model, key, n] of [
+        ['flex', 'f16', 100],
+        ['flex-f32', 'f32', 3000],
+      ] as const) {
         const a: number[] = [];
         const b: number[] = [];
         for (let p = 0; p < pairs; p++) {
@@ -183,18 +197,19 @@ export async function runSteps(ctx: Context): Promise<StepsResult> {
         await m.lookups(lookupIds, n);
         lookupW[`node ${key}`].push(((performance.now() - t) / n) * 1000);
       }
-      for (const [impl, n] of [['src', 100], ['lut', 5000]] as const) {
+      {
+        // One decodeRow takes a few µs: enough decodes per request to stand above a request's noise.
+        const n = 5000;
         const a: number[] = [];
         const b: number[] = [];
         for (let p = 0; p < pairs; p++) {
-          a.push((await requestJson(worker.url, '/decode', { model: 'flex', impl, n })).ms);
-          b.push((await requestJson(worker.url, '/decode', { model: 'flex', impl, n: 0 })).ms);
+          a.push((await requestJson(worker.url, '/decode', { model: 'flex', n })).ms);
+          b.push((await requestJson(worker.url, '/decode', { model: 'flex', n: 0 })).ms);
         }
-        decodeW[`workerd ${impl}`].push(((median(a) - median(b)) / n) * 1000);
-        const f = impl === 'lut' ? decodeRowF16Lut : decodeRow;
+        decodeW['workerd src'].push(((median(a) - median(b)) / n) * 1000);
         const t = performance.now();
-        for (let i = 0; i < n; i++) f(row, layout, out, 0);
-        decodeW[`node ${impl}`].push(((performance.now() - t) / n) * 1000);
+        for (let i = 0; i < n; i++) decodeRow(row, layout, out, 0);
+        decodeW['node src'].push(((performance.now() - t) / n) * 1000);
       }
     }
     // Per-token work the worker does besides session.run, in workerd.
@@ -224,22 +239,6 @@ export async function runSteps(ctx: Context): Promise<StepsResult> {
     }
     micro.overheadUs = Object.fromEntries(Object.entries(overheadW).map(([k, v]) => [k, median(v)]));
 
-    // The LUT candidate must decode exactly what decodeRow does: compare on real rows.
-    const table = readFileSync(join(demo.dir, demo.manifest.tables!.shards[0].path));
-    const a = new Float32Array(layout.rowValues);
-    const c = new Float32Array(layout.rowValues);
-    let values = 0;
-    let mismatches = 0;
-    for (let id = 0; id < demo.manifest.tables!.shards[0].tokenCount; id += 8) {
-      const bytes = table.subarray(id * layout.rowBytes, (id + 1) * layout.rowBytes);
-      decodeRow(bytes, layout, a, 0);
-      decodeRowF16Lut(bytes, layout, c, 0);
-      for (let i = 0; i < a.length; i++) {
-        values++;
-        if (!Object.is(a[i], c[i])) mismatches++;
-      }
-    }
-    micro.lutCheck = { values, mismatches };
     for (const [k, v] of Object.entries(lookupW)) micro.lookupUs[k] = diffs(v);
     for (const [k, v] of Object.entries(decodeW)) micro.decodeUs[k] = diffs(v);
 

@@ -32,7 +32,12 @@ export interface TtftResult {
   phaseHeap: Record<string, Summary>;
 }
 
-const view = (r: StreamResult) => ({ headersMs: r.headersMs, startMs: r.events[0]?.at ?? NaN, firstDeltaMs: r.deltas[0] ?? NaN, timing: r.timing ?? {} });
+const view = (r: StreamResult) => ({
+  headersMs: r.headersMs,
+  startMs: r.events[0]?.at ?? NaN,
+  firstDeltaMs: r.deltas[0] ?? NaN,
+  timing: r.timing ?? {},
+});
 
 export async function runTtft(ctx: Context): Promise<TtftResult> {
   const reps = ctx.rounds(4, 1);
@@ -45,13 +50,28 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
   const edgeSeed = await seedR2(edge, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const benchSeed = await seedR2(bench, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const runs: ColdStart[] = [];
-  const phaseTimes: Record<string, number[]> = { 'first request (no bundle)': [], read: [], hash: [], tokenizer: [], session: [], session2: [] };
-  const phaseRss: Record<string, number[]> = { ready: [], ...Object.fromEntries(Object.keys(phaseTimes).map((k) => [k, [] as number[]])), 'after 200 decode steps': [] };
+  const phaseTimes: Record<string, number[]> = {
+    'first request (no bundle)': [],
+    read: [],
+    hash: [],
+    tokenizer: [],
+    session: [],
+    session2: [],
+  };
+  const phaseRss: Record<string, number[]> = {
+    ready: [],
+    ...Object.fromEntries(Object.keys(phaseTimes).map((k) => [k, [] as number[]])),
+    'after 200 decode steps': [],
+  };
   const phaseHeap: Record<string, number[]> = Object.fromEntries(Object.keys(phaseRss).map((k) => [k, [] as number[]]));
   const rss = (pid: number | null) => (pid ? (processMemory(pid)?.rss ?? NaN) / 2 ** 20 : NaN);
   for (let rep = 0; rep < reps; rep++) {
     for (const latencyMs of rep % 2 ? [20, 0] : [0, 20]) {
-      const w = await launchWorker({ scriptDir: edge, seed: edgeSeed, vars: { ...ctx.vars, ...(latencyMs ? { ORIGIN_LATENCY_MS: String(latencyMs) } : {}) } });
+      const w = await launchWorker({
+        scriptDir: edge,
+        seed: edgeSeed,
+        vars: { ...ctx.vars, ...(latencyMs ? { ORIGIN_LATENCY_MS: String(latencyMs) } : {}) },
+      });
       try {
         const health = await requestJson(w.url, '/health');
         const cold = await streamCompletion(w.url, body);

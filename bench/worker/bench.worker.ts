@@ -7,7 +7,7 @@
  *   GET  /clock?spin=N   how far Date.now()/performance.now() move during N busy iterations
  *   POST /steps          {model, rows: 'hot'|'zero'|'none', ids, prefill, steps}
  *   POST /lookups        {model, ids, n}: n single-row lookups from the hot set (L0)
- *   POST /decode         {model, impl: 'src'|'lut', n}: n f16 row decodes (src decodeRow or a LUT)
+ *   POST /decode         {model, n}: n f16 row decodes with src decodeRow
  *   POST /overhead       {model, what, n, vocab?}: per-token work outside session.run, n times:
  *                        'sample' (sampleToken, temperature 0.8, over `vocab` logits), 'greedy'
  *                        (temperature 0), 'stream' (TextStreamer.push over n validation ids),
@@ -35,7 +35,6 @@ import { Random } from '../../src/util/random.ts';
 import { sha256Hex } from '../../src/util/sha256.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
 import { R2Store } from '../../workers/r2-store.ts';
-import { decodeRowF16Lut } from '../lib/f16-lut.ts';
 import { runLookups, runSteps, zeroRows } from '../lib/steps.ts';
 
 interface Env {
@@ -56,7 +55,9 @@ function servingCore(env: Env): ServingCore {
     origin: new R2Store(env.BUNDLES, ''),
     createSession: (graph) => ort.InferenceSession.create(graph),
     Tensor: ort.Tensor,
-    settings: { hierarchy: { isolateBytes: 2 ** 31, hotSetBytes: 2 ** 31, pageBytes: 32 << 10, originConcurrency: 6, coalesceGapBytes: 0 } },
+    settings: {
+      hierarchy: { isolateBytes: 2 ** 31, hotSetBytes: 2 ** 31, pageBytes: 32 << 10, originConcurrency: 6, coalesceGapBytes: 0 },
+    },
   });
   return core;
 }
@@ -101,7 +102,13 @@ export default {
         return Response.json({ dateDelta: Date.now() - d0, perfDelta: performance.now() - p0, x });
       }
       if (url.pathname === '/steps') {
-        const body = (await request.json()) as { model: string; rows: 'hot' | 'zero' | 'none'; ids: number[]; prefill: number; steps: number };
+        const body = (await request.json()) as {
+          model: string;
+          rows: 'hot' | 'zero' | 'none';
+          ids: number[];
+          prefill: number;
+          steps: number;
+        };
         const { bundle, hot } = await model(env, body.model);
         const rows = body.rows === 'none' ? null : body.rows === 'zero' ? zeroRows(bundle.manifest.tables!.layout.rowValues) : hot;
         const checksum = await runSteps(servingCore(env).decoder(bundle, rows), body);
@@ -113,23 +120,29 @@ export default {
         return Response.json({ checksum: await runLookups(m.hot!, body.ids, body.n) });
       }
       if (url.pathname === '/decode') {
-        const body = (await request.json()) as { model: string; impl: 'src' | 'lut'; n: number };
+        const body = (await request.json()) as { model: string; n: number };
         const m = await model(env, body.model);
         const layout = m.bundle.manifest.tables!.layout;
         const row = new Uint8Array(layout.rowBytes);
         for (let i = 0; i < row.length; i += 2) row[i + 1] = 0x3c; // 1.0 in f16
         const out = new Float32Array(layout.rowValues);
-        const decode = body.impl === 'lut' ? decodeRowF16Lut : decodeRow;
-        for (let i = 0; i < body.n; i++) decode(row, layout, out, 0);
+        for (let i = 0; i < body.n; i++) decodeRow(row, layout, out, 0);
         return Response.json({ checksum: out[0] });
       }
       if (url.pathname === '/overhead') {
-        const body = (await request.json()) as { model: string; what: 'sample' | 'greedy' | 'stream' | 'yield'; n: number; vocab?: number; ids?: number[] };
+        const body = (await request.json()) as {
+          model: string;
+          what: 'sample' | 'greedy' | 'stream' | 'yield';
+          n: number;
+          vocab?: number;
+          ids?: number[];
+        };
         let checksum = 0;
         if (body.what === 'sample' || body.what === 'greedy') {
           const rng = new Random(1);
           const logits = Float32Array.from({ length: body.vocab ?? 4096 }, () => rng.normal() * 3);
-          for (let i = 0; i < body.n; i++) checksum += sampleToken(logits, { temperature: body.what === 'greedy' ? 0 : 0.8, topK: 0, topP: 1 }, rng);
+          for (let i = 0; i < body.n; i++)
+            checksum += sampleToken(logits, { temperature: body.what === 'greedy' ? 0 : 0.8, topK: 0, topP: 1 }, rng);
         } else if (body.what === 'stream') {
           const { tokenizer } = (await model(env, body.model)).bundle;
           const streamer = new TextStreamer((ids) => tokenizer.decode(ids));
@@ -141,17 +154,27 @@ export default {
         return Response.json({ checksum });
       }
       if (url.pathname === '/phase') {
-        const body = (await request.json()) as { model: string; phase: 'read' | 'hash' | 'tokenizer' | 'session' | 'session2' | 'steps'; ids?: number[] };
+        const body = (await request.json()) as {
+          model: string;
+          phase: 'read' | 'hash' | 'tokenizer' | 'session' | 'session2' | 'steps';
+          ids?: number[];
+        };
         if (body.phase === 'read') {
           const pointer = JSON.parse(new TextDecoder().decode(await getBytes(env, pointerKey(body.model)))) as { version: string };
-          const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(pointer.version, 'manifest.json')))));
-          const [graph, tokenizer] = await Promise.all([getBytes(env, bundleKey(pointer.version, manifest.objects.compute.path)), getBytes(env, bundleKey(pointer.version, manifest.objects.tokenizer.path))]);
+          const manifest = parseManifest(
+            JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(pointer.version, 'manifest.json')))),
+          );
+          const [graph, tokenizer] = await Promise.all([
+            getBytes(env, bundleKey(pointer.version, manifest.objects.compute.path)),
+            getBytes(env, bundleKey(pointer.version, manifest.objects.tokenizer.path)),
+          ]);
           phases.set(body.model, { manifest, graph, tokenizer, sessions: [] });
           return Response.json({ bytes: graph.byteLength + tokenizer.byteLength });
         }
         const state = phases.get(body.model);
         if (!state) throw new Error('phase read first');
-        if (body.phase === 'tokenizer') return Response.json({ vocab: new TextTokenizer(JSON.parse(new TextDecoder().decode(state.tokenizer))) ? 1 : 0 });
+        if (body.phase === 'tokenizer')
+          return Response.json({ vocab: new TextTokenizer(JSON.parse(new TextDecoder().decode(state.tokenizer))).vocabSize });
         if (body.phase === 'steps') {
           const ids = body.ids ?? [];
           const rows = state.manifest.tables ? zeroRows(state.manifest.tables.layout.rowValues) : null;

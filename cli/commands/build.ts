@@ -12,8 +12,14 @@ export function registerBuild(program: Command): void {
     .option('--dtype <dtype>', `table dtype: ${TABLE_DTYPES.join(', ')}`, oneOf(TABLE_DTYPES), 'f32')
     .option('--reference', 'also write reference.onnx (memory path computed in the graph)')
     .action(async (checkpoint: string, bundle: string, opts: { dtype: TableDtype; reference?: boolean }) => {
-      const manifest = await buildBundle(checkpoint, bundle, { dtype: opts.dtype, reference: !!opts.reference, progress: process.stderr.isTTY });
+      const manifest = await buildBundle(checkpoint, bundle, {
+        dtype: opts.dtype,
+        reference: !!opts.reference,
+        progress: process.stderr.isTTY,
+      });
       const tableBytes = manifest.tables?.shards.reduce((n, s) => n + s.bytes, 0) ?? 0;
-      console.log(`built bundle ${manifest.version} (${manifest.config.architecture}, ${opts.dtype} tables, ${tableBytes} table bytes) in ${bundle}`);
+      console.log(
+        `built bundle ${manifest.version} (${manifest.config.architecture}, ${opts.dtype} tables, ${tableBytes} table bytes) in ${bundle}`,
+      );
     });
 }

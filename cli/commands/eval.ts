@@ -22,6 +22,9 @@ export function registerEval(program: Command): void {
       const result = await perplexity(decoder, ids, { maxWindows: opts.windows });
       const dtype = manifest.tables?.layout.dtype ?? 'none';
       if (opts.json) console.log(JSON.stringify({ bundle: manifest.version, tables: dtype, ...result }));
-      else console.log(`perplexity ${result.perplexity.toFixed(4)} over ${result.predictedTokens} tokens in ${result.windows} windows (bundle ${manifest.version}, ${dtype} tables)`);
+      else
+        console.log(
+          `perplexity ${result.perplexity.toFixed(4)} over ${result.predictedTokens} tokens in ${result.windows} windows (bundle ${manifest.version}, ${dtype} tables)`,
+        );
     });
 }

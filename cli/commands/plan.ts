@@ -15,11 +15,16 @@ export function registerPlan(program: Command): void {
     .argument('[dir-or-config]', 'a checkpoint folder or a config.json')
     .option('--preset <name>', `a named shape: ${Object.keys(PRESETS).join(', ')}`, oneOf(Object.keys(PRESETS)))
     .option('--arch <arch>', 'override the architecture', oneOf(ARCHITECTURES))
-    .option('--beta <β>', 'with --preset memoryllm-1b --arch flex: Flex-β·h², an FFN-C of β·d² params moved out of FFN-M (default 3)', numberInRange(0, 1000))
+    .option(
+      '--beta <β>',
+      'with --preset memoryllm-1b --arch flex: Flex-β·h², an FFN-C of β·d² params moved out of FFN-M (default 3)',
+      numberInRange(0, 1000),
+    )
     .option('--json', 'print JSON')
     .action((source: string | undefined, opts: { preset?: string; arch?: Architecture; beta?: number; json?: boolean }) => {
       if (!source === !opts.preset) throw new InputError('give either a checkpoint folder / config.json or --preset, not both or neither');
-      if (opts.beta !== undefined && !opts.preset) throw new InputError("--beta sizes a preset's flex; a checkpoint's config gives its own widths");
+      if (opts.beta !== undefined && !opts.preset)
+        throw new InputError("--beta sizes a preset's flex; a checkpoint's config gives its own widths");
       let raw: object;
       if (opts.preset) raw = presetConfig(opts.preset, opts.arch, opts.beta);
       else {

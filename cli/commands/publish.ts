@@ -27,7 +27,7 @@ export function registerPublish(program: Command): void {
   withTargetFlags(
     program
       .command('publish')
-      .description("upload a bundle as an immutable version, verify it, then point the model at it")
+      .description('upload a bundle as an immutable version, verify it, then point the model at it')
       .argument('<bundle>', 'bundle folder')
       .option('--to <target>', 's3://bucket/prefix or local[://bucket]')
       .option('--regions <list>', 'all, or a comma-separated list of regions from infra/regions.json')
@@ -41,7 +41,9 @@ export function registerPublish(program: Command): void {
     const { manifest, manifestBytes, payloads } = localBundle(dir);
     const progress = flags.progress && process.stderr.isTTY;
     if (flags.to) {
-      const result = await withTarget(flags.to, targetOptions(flags), (t) => publishVersion(t.store, manifest, manifestBytes, payloads, { model, progress }));
+      const result = await withTarget(flags.to, targetOptions(flags), (t) =>
+        publishVersion(t.store, manifest, manifestBytes, payloads, { model, progress }),
+      );
       console.log(`${flags.to}: ${describe(result)}; ${model} -> ${result.version}`);
       return;
     }
@@ -51,7 +53,9 @@ export function registerPublish(program: Command): void {
       const target = `s3://${region.bucket}/${flags.prefix}`;
       try {
         const options = { ...targetOptions(flags), endpoint: regionEndpoint(region, flags.endpoint) };
-        const result = await withTarget(target, options, (t) => publishVersion(t.store, manifest, manifestBytes, payloads, { model, progress }));
+        const result = await withTarget(target, options, (t) =>
+          publishVersion(t.store, manifest, manifestBytes, payloads, { model, progress }),
+        );
         console.log(`${region.name}: ${describe(result)}; ${model} -> ${result.version}`);
       } catch (error) {
         failed++;

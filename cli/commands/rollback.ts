@@ -8,7 +8,8 @@ import { withTarget } from '../targets.ts';
 export async function chooseModel(catalog: Catalog, model: string | undefined): Promise<string> {
   if (model) return model;
   const models = (await catalog.pointers()).map((p) => p.model);
-  if (models.length !== 1) throw new InputError(`the store has ${models.length} models (${models.join(', ') || 'none'}); say which with --model`);
+  if (models.length !== 1)
+    throw new InputError(`the store has ${models.length} models (${models.join(', ') || 'none'}); say which with --model`);
   return models[0];
 }
 
@@ -16,7 +17,7 @@ export function registerRollback(program: Command): void {
   withTargetFlags(
     program
       .command('rollback')
-      .description("point a model back at an earlier complete version (no upload, no redeploy)")
+      .description('point a model back at an earlier complete version (no upload, no redeploy)')
       .requiredOption('--at <target>', 's3://bucket/prefix or local[://bucket]')
       .requiredOption('--to <version>', 'a complete version in the store')
       .option('--model <name>', 'the model (default: the only one)'),

@@ -13,7 +13,10 @@ export function registerVersions(program: Command): void {
       .option('--json', 'print JSON'),
   ).action(async (flags: { at: string; model?: string; json?: boolean; endpoint?: string; region?: string; persistTo?: string }) => {
     await withTarget(flags.at, targetOptions(flags), async ({ store }) => {
-      const versions = (await new Catalog(store).versions()).map((v) => ({ ...v, currentFor: v.currentFor.filter((m) => !flags.model || m === flags.model) }));
+      const versions = (await new Catalog(store).versions()).map((v) => ({
+        ...v,
+        currentFor: v.currentFor.filter((m) => !flags.model || m === flags.model),
+      }));
       if (flags.json) return console.log(JSON.stringify(versions, null, 2));
       if (!versions.length) return console.log('no complete versions');
       for (const v of versions) {
@@ -36,13 +39,21 @@ export function registerVersions(program: Command): void {
       const rows = await Promise.all(
         (await catalog.pointers()).map(async (p) => {
           const published = await catalog.published(p.version);
-          return { model: p.model, version: p.version, pointerUpdatedAt: p.updatedAt, serves: published ? p.version : null, base: published?.base ?? null };
+          return {
+            model: p.model,
+            version: p.version,
+            pointerUpdatedAt: p.updatedAt,
+            serves: published ? p.version : null,
+            base: published?.base ?? null,
+          };
         }),
       );
       if (flags.json) return console.log(JSON.stringify(rows, null, 2));
       if (!rows.length) return console.log('no models');
       for (const r of rows) {
-        const serves = r.serves ? `serves ${r.serves}${r.base ? ` (patch of ${r.base})` : ''}` : 'serves NOTHING: the pointer names an incomplete version';
+        const serves = r.serves
+          ? `serves ${r.serves}${r.base ? ` (patch of ${r.base})` : ''}`
+          : 'serves NOTHING: the pointer names an incomplete version';
         console.log(`${r.model}: pointer -> ${r.version} (set ${r.pointerUpdatedAt}); the worker ${serves} within its pointer TTL`);
       }
     });

@@ -35,7 +35,10 @@ export class AwsS3Store implements ObjectStore {
       endpoint: options.endpoint,
       region: options.region,
       forcePathStyle: !!options.endpoint,
-      credentials: options.accessKeyId && options.secretAccessKey ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } : undefined,
+      credentials:
+        options.accessKeyId && options.secretAccessKey
+          ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey }
+          : undefined,
       // Checksums are computed up front and sent as headers (not aws-chunked trailers), which
       // every S3-compatible server understands.
       requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -47,7 +50,11 @@ export class AwsS3Store implements ObjectStore {
   async get(key: string, range?: ByteRange): Promise<Uint8Array | null> {
     try {
       const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key), Range: range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined }),
+        new GetObjectCommand({
+          Bucket: this.options.bucket,
+          Key: this.key(key),
+          Range: range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined,
+        }),
       );
       return await out.Body!.transformToByteArray();
     } catch (error) {
@@ -71,7 +78,9 @@ export class AwsS3Store implements ObjectStore {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.key(prefix), ContinuationToken: token }));
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.key(prefix), ContinuationToken: token }),
+      );
       for (const object of page.Contents ?? []) keys.push(object.Key!.slice(this.options.prefix.length));
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

@@ -16,7 +16,7 @@ import { Template } from '@huggingface/jinja';
 
 export const DEFAULT_CHAT_TEMPLATE =
   "{% for message in messages %}{% if message.role == 'system' or message.role == 'developer' %}{{ message.content }}\n\n" +
-  "{% else %}{{ message.role | capitalize }}: {{ message.content }}\n{% endif %}{% endfor %}" +
+  '{% else %}{{ message.role | capitalize }}: {{ message.content }}\n{% endif %}{% endfor %}' +
   '{% if add_generation_prompt %}Assistant:{% endif %}';
 
 export const DEFAULT_TEMPLATE_STOPS = ['\nUser:'];
@@ -30,7 +30,13 @@ const compiled = new Map<string, Template>();
 
 export function renderChat(messages: ChatMessage[], template = DEFAULT_CHAT_TEMPLATE): string {
   let t = compiled.get(template);
-  if (!t) compiled.set(template, (t = new Template(template)));
-  const flat = messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') }));
+  if (!t) {
+    t = new Template(template);
+    compiled.set(template, t);
+  }
+  const flat = messages.map((m) => ({
+    role: m.role,
+    content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+  }));
   return t.render({ messages: flat, add_generation_prompt: true, bos_token: '', eos_token: '' });
 }

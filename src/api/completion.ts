@@ -21,7 +21,10 @@ import {
 } from './openai-format.ts';
 import type { ChatRequest, CompletionRequest } from './request-schema.ts';
 
-type SharedRequest = Pick<CompletionRequest & ChatRequest, 'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'stream' | 'stream_options'> & {
+type SharedRequest = Pick<
+  CompletionRequest & ChatRequest,
+  'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'stream' | 'stream_options'
+> & {
   /** Alternatives to report per token, or null for no logprobs. */
   logprobs: number | null;
 };
@@ -52,7 +55,12 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
   const generation: GenerationRequest = {
     promptIds,
     maxTokens,
-    sampling: { temperature: request.temperature ?? 1, topP: request.top_p ?? 1, topK: request.top_k ?? 0, seed: request.seed ?? Math.floor(Math.random() * 2 ** 31) },
+    sampling: {
+      temperature: request.temperature ?? 1,
+      topP: request.top_p ?? 1,
+      topK: request.top_k ?? 0,
+      seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
+    },
     stop: [...requestStops, ...stops],
     logprobs: request.logprobs,
     signal: cancel.signal,
@@ -60,9 +68,20 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
   const { deltas, metrics } = core.generate(bundle, generation, host.background);
 
   const tokenText = tokenTextOf((id) => bundle.tokenizer.tokenBytes(id));
-  const logprobsOf = (tokens: TokenLogprob[], textOffset = 0) => (request.logprobs === null ? null : formatLogprobs(endpoint, tokens, tokenText, textOffset));
-  const r: ResponseContext = { endpoint, id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: request.model, version: bundle.version };
-  const usage = (completionTokens: number) => ({ prompt_tokens: promptIds.length, completion_tokens: completionTokens, total_tokens: promptIds.length + completionTokens });
+  const logprobsOf = (tokens: TokenLogprob[], textOffset = 0) =>
+    request.logprobs === null ? null : formatLogprobs(endpoint, tokens, tokenText, textOffset);
+  const r: ResponseContext = {
+    endpoint,
+    id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID().replace(/-/g, '')}`,
+    created: Math.floor(Date.now() / 1000),
+    model: request.model,
+    version: bundle.version,
+  };
+  const usage = (completionTokens: number) => ({
+    prompt_tokens: promptIds.length,
+    completion_tokens: completionTokens,
+    total_tokens: promptIds.length + completionTokens,
+  });
   const summary = () => timingSummary(core.clock() - started, metrics());
 
   if (!request.stream) {
@@ -121,15 +140,33 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
 }
 
 /** The tokens the completion may generate; refuses a prompt that is empty or leaves no room. */
-function checkContext(bundle: LoadedBundle, promptTokens: number, maxTokens: number | null | undefined, endpoint: Endpoint, defaultMaxTokens: number): number {
+function checkContext(
+  bundle: LoadedBundle,
+  promptTokens: number,
+  maxTokens: number | null | undefined,
+  endpoint: Endpoint,
+  defaultMaxTokens: number,
+): number {
   const context = bundle.manifest.config.max_position_embeddings;
   const promptParam = endpoint === 'chat' ? 'messages' : 'prompt';
   if (promptTokens === 0) throw new ApiError(400, 'The prompt is empty.', 'invalid_request_error', promptParam);
   if (promptTokens >= context) {
-    throw new ApiError(400, `This model's maximum context length is ${context} tokens. However, your prompt resulted in ${promptTokens} tokens.`, 'invalid_request_error', promptParam, 'context_length_exceeded');
+    throw new ApiError(
+      400,
+      `This model's maximum context length is ${context} tokens. However, your prompt resulted in ${promptTokens} tokens.`,
+      'invalid_request_error',
+      promptParam,
+      'context_length_exceeded',
+    );
   }
   if (maxTokens && promptTokens + maxTokens > context) {
-    throw new ApiError(400, `This model's maximum context length is ${context} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the prompt, ${maxTokens} for the completion).`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
+    throw new ApiError(
+      400,
+      `This model's maximum context length is ${context} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the prompt, ${maxTokens} for the completion).`,
+      'invalid_request_error',
+      'max_tokens',
+      'context_length_exceeded',
+    );
   }
   return maxTokens ?? Math.min(defaultMaxTokens, context - promptTokens);
 }

@@ -13,12 +13,17 @@ export class ApiError extends Error {
   }
 
   toResponse(): Response {
-    return Response.json({ error: { message: this.message, type: this.type, param: this.param, code: this.code } }, { status: this.status });
+    return Response.json(
+      { error: { message: this.message, type: this.type, param: this.param, code: this.code } },
+      { status: this.status },
+    );
   }
 }
 
 /** The body of a 5xx: a generic message and the request id that finds the details in the log. */
 export function internalErrorBody(requestId: string | undefined): { error: { message: string; type: ErrorType; param: null; code: null } } {
   const id = requestId ? ` (request id ${requestId})` : '';
-  return { error: { message: `The server had an error while processing your request.${id}`, type: 'server_error', param: null, code: null } };
+  return {
+    error: { message: `The server had an error while processing your request.${id}`, type: 'server_error', param: null, code: null },
+  };
 }

@@ -16,4 +16,3 @@ export interface ApiHost {
 
 export const VERSION_HEADER = 'x-flexmem-bundle-version';
 export const REQUEST_ID_HEADER = 'x-request-id';
-

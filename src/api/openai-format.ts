@@ -37,7 +37,9 @@ export function timingSummary(totalMs: number, { memoryWaitMs, tiers }: Generati
 
 /** The Server-Timing header of a non-streaming response. */
 export function serverTimingHeader(t: TimingSummary): string {
-  const rows = Object.entries(t.rows).map(([tier, n]) => `${tier}=${n}`).join(' ');
+  const rows = Object.entries(t.rows)
+    .map(([tier, n]) => `${tier}=${n}`)
+    .join(' ');
   return `total;dur=${t.total_ms}, memory;dur=${t.memory_wait_ms}, compute;dur=${t.compute_ms}, rows;desc="${rows} origin_requests=${t.origin_requests} origin_bytes=${t.origin_bytes}"`;
 }
 
@@ -72,7 +74,11 @@ export function tokenTextOf(tokenBytes: (id: number) => Uint8Array): TokenText {
 export function formatLogprobs(endpoint: Endpoint, tokens: TokenLogprob[], text: TokenText, textOffset = 0): object {
   if (endpoint === 'chat') {
     return {
-      content: tokens.map((t) => ({ ...text(t.id), logprob: t.logprob, top_logprobs: t.top.map((a) => ({ ...text(a.id), logprob: a.logprob })) })),
+      content: tokens.map((t) => ({
+        ...text(t.id),
+        logprob: t.logprob,
+        top_logprobs: t.top.map((a) => ({ ...text(a.id), logprob: a.logprob })),
+      })),
       refusal: null,
     };
   }
@@ -89,14 +95,26 @@ export function formatLogprobs(endpoint: Endpoint, tokens: TokenLogprob[], text:
 const chunkObject = (r: ResponseContext) => (r.endpoint === 'chat' ? 'chat.completion.chunk' : 'text_completion');
 
 /** A streamed chunk. Chat: the first delta names the role, the last is empty with the finish reason. */
-function chunk(r: ResponseContext, delta: Record<string, string>, text: string, finishReason: FinishReason | null, extra: object, logprobs: object | null = null): object {
-  const choice = r.endpoint === 'chat' ? { index: 0, delta, logprobs, finish_reason: finishReason } : { index: 0, text, logprobs, finish_reason: finishReason };
+function chunk(
+  r: ResponseContext,
+  delta: Record<string, string>,
+  text: string,
+  finishReason: FinishReason | null,
+  extra: object,
+  logprobs: object | null = null,
+): object {
+  const choice =
+    r.endpoint === 'chat'
+      ? { index: 0, delta, logprobs, finish_reason: finishReason }
+      : { index: 0, text, logprobs, finish_reason: finishReason };
   return { ...base(r, chunkObject(r)), choices: [choice], ...extra };
 }
 
 /** The first chunk: it carries the bundle version the whole response uses. */
-export const startChunk = (r: ResponseContext) => chunk(r, { role: 'assistant', content: '' }, '', null, { flexmem: { bundle_version: r.version } });
-export const deltaChunk = (r: ResponseContext, text: string, logprobs: object | null = null) => chunk(r, { content: text }, text, null, {}, logprobs);
+export const startChunk = (r: ResponseContext) =>
+  chunk(r, { role: 'assistant', content: '' }, '', null, { flexmem: { bundle_version: r.version } });
+export const deltaChunk = (r: ResponseContext, text: string, logprobs: object | null = null) =>
+  chunk(r, { content: text }, text, null, {}, logprobs);
 /** The last chunk with choices: the finish reason and the timing summary. */
 export const finishChunk = (r: ResponseContext, finishReason: FinishReason, timing: TimingSummary) =>
   chunk(r, {}, '', finishReason, { flexmem: { bundle_version: r.version, timing } });
@@ -105,10 +123,22 @@ export function usageChunk(r: ResponseContext, usage: Usage): object {
   return { ...base(r, chunkObject(r)), choices: [], usage };
 }
 
-export function completeResponse(r: ResponseContext, text: string, finishReason: FinishReason, usage: Usage, timing: TimingSummary, logprobs: object | null = null): object {
+export function completeResponse(
+  r: ResponseContext,
+  text: string,
+  finishReason: FinishReason,
+  usage: Usage,
+  timing: TimingSummary,
+  logprobs: object | null = null,
+): object {
   const choice =
     r.endpoint === 'chat'
       ? { index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs, finish_reason: finishReason }
       : { index: 0, text, logprobs, finish_reason: finishReason };
-  return { ...base(r, r.endpoint === 'chat' ? 'chat.completion' : 'text_completion'), choices: [choice], usage, flexmem: { bundle_version: r.version, timing } };
+  return {
+    ...base(r, r.endpoint === 'chat' ? 'chat.completion' : 'text_completion'),
+    choices: [choice],
+    usage,
+    flexmem: { bundle_version: r.version, timing },
+  };
 }

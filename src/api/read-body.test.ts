@@ -25,7 +25,12 @@ function trackedBody(chunks: Uint8Array[]) {
 }
 
 function post(body: BodyInit | null, headers: Record<string, string> = {}): Request {
-  return new Request('http://worker.test/v1/completions', { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers }, duplex: 'half' } as RequestInit);
+  return new Request('http://worker.test/v1/completions', {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json', ...headers },
+    duplex: 'half',
+  } as RequestInit);
 }
 
 const bytes = (n: number, fill = 0x20) => new Uint8Array(n).fill(fill);
@@ -58,7 +63,7 @@ describe('readJsonBody', () => {
     expect(new TextEncoder().encode(at).length).toBe(LIMIT);
     expect(at.length).toBeLessThan(LIMIT);
     expect(await readJsonBody(post(at), LIMIT)).toEqual(JSON.parse(at));
-    const error = await apiError(readJsonBody(post(at + ' '), LIMIT));
+    const error = await apiError(readJsonBody(post(`${at} `), LIMIT));
     expect(error).toMatchObject({ status: 413, code: 'request_too_large', type: 'invalid_request_error', param: null });
     expect(error.message).toBe(`Request body of ${LIMIT + 1} bytes exceeds the limit of ${LIMIT} bytes.`);
   });

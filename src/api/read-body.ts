@@ -42,7 +42,13 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   try {
     return JSON.parse(text);
   } catch {
-    throw new ApiError(400, 'We could not parse the JSON body of your request. (HINT: This likely means you aren\'t using your HTTP library correctly.)', 'invalid_request_error', null, 'invalid_json');
+    throw new ApiError(
+      400,
+      "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)",
+      'invalid_request_error',
+      null,
+      'invalid_json',
+    );
   }
 }
 
@@ -87,7 +93,10 @@ function declaredLength(request: Request): number | null {
 }
 
 function tooLarge(maxBytes: number, size: number | null): ApiError {
-  const message = size === null ? `Request body exceeds the limit of ${maxBytes} bytes.` : `Request body of ${size} bytes exceeds the limit of ${maxBytes} bytes.`;
+  const message =
+    size === null
+      ? `Request body exceeds the limit of ${maxBytes} bytes.`
+      : `Request body of ${size} bytes exceeds the limit of ${maxBytes} bytes.`;
   return new ApiError(413, message, 'invalid_request_error', null, 'request_too_large');
 }
 

@@ -48,13 +48,20 @@ export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 
 /** Parses a body against a schema; throws the 400 OpenAI would send for the first bad field. */
 export function parseRequest<T>(schema: z.ZodType<T>, body: unknown): T {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'The request body must be a JSON object.', 'invalid_request_error', null, 'invalid_body');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new ApiError(400, 'The request body must be a JSON object.', 'invalid_request_error', null, 'invalid_body');
   const parsed = schema.safeParse(body);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   const param = issue.path.join('.') || null;
   const missing = !parsedPathExists(body, issue.path);
-  throw new ApiError(400, missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param}': ${issue.message}.`, 'invalid_request_error', param, missing ? 'missing_required_parameter' : 'invalid_value');
+  throw new ApiError(
+    400,
+    missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param}': ${issue.message}.`,
+    'invalid_request_error',
+    param,
+    missing ? 'missing_required_parameter' : 'invalid_value',
+  );
 }
 
 /** Options the engine does not implement are refused rather than silently ignored. */

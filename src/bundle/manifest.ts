@@ -75,7 +75,16 @@ export interface BundleManifest {
  * hashes). The optional reference graph is an oracle, not served, so it does not change the id.
  */
 export async function versionId(manifest: Omit<BundleManifest, 'version'>): Promise<string> {
-  const served = { format: manifest.format, config: manifest.config, compute: manifest.objects.compute, tokenizer: manifest.objects.tokenizer, tables: manifest.tables, chatTemplate: manifest.chatTemplate, base: manifest.base, overrides: manifest.overrides };
+  const served = {
+    format: manifest.format,
+    config: manifest.config,
+    compute: manifest.objects.compute,
+    tokenizer: manifest.objects.tokenizer,
+    tables: manifest.tables,
+    chatTemplate: manifest.chatTemplate,
+    base: manifest.base,
+    overrides: manifest.overrides,
+  };
   return (await sha256Hex(new TextEncoder().encode(JSON.stringify(served)))).slice(0, 20);
 }
 

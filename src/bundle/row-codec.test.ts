@@ -36,7 +36,9 @@ describe('memory rows', () => {
 
   it('stores f16 to half precision', () => {
     const { values, decoded } = roundTrip('f16');
-    values.forEach((v, i) => expect(Math.abs(decoded[i] - v)).toBeLessThanOrEqual(Math.abs(v) * 1e-3 + 1e-4));
+    values.forEach((v, i) => {
+      expect(Math.abs(decoded[i] - v)).toBeLessThanOrEqual(Math.abs(v) * 1e-3 + 1e-4);
+    });
   });
 
   it('stores int8 within half a step of its per-token, per-layer scale', () => {
@@ -45,7 +47,9 @@ describe('memory rows', () => {
       for (const s of layout.slices) {
         const slice = values.subarray(r * layout.rowValues + s.valueOffset, r * layout.rowValues + s.valueOffset + s.width);
         const step = Math.max(...Array.from(slice, Math.abs)) / 127;
-        slice.forEach((v, i) => expect(Math.abs(decoded[r * layout.rowValues + s.valueOffset + i] - v)).toBeLessThanOrEqual(step / 2 + 1e-6));
+        slice.forEach((v, i) => {
+          expect(Math.abs(decoded[r * layout.rowValues + s.valueOffset + i] - v)).toBeLessThanOrEqual(step / 2 + 1e-6);
+        });
       }
     }
   });

@@ -73,7 +73,11 @@ export class Decoder {
     }
     const feeds: Record<string, Tensor> = { ...state.past };
     feeds[GRAPH_IO.inputIds] = new this.Tensor('int64', BigInt64Array.from(tokenIds, BigInt), [1, T]);
-    feeds[GRAPH_IO.positionIds] = new this.Tensor('int64', BigInt64Array.from(tokenIds, (_, i) => BigInt(state.length + i)), [1, T]);
+    feeds[GRAPH_IO.positionIds] = new this.Tensor(
+      'int64',
+      BigInt64Array.from(tokenIds, (_, i) => BigInt(state.length + i)),
+      [1, T],
+    );
     if (this.takesRows) {
       const started = this.clock();
       const rows = await this.rows!.rows(tokenIds);

@@ -65,7 +65,11 @@ export class GenerationCounters {
  */
 const yieldToEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
-export async function* generate(model: GenerationModel, request: GenerationRequest, counters = new GenerationCounters()): AsyncGenerator<TextDelta, GenerationResult> {
+export async function* generate(
+  model: GenerationModel,
+  request: GenerationRequest,
+  counters = new GenerationCounters(),
+): AsyncGenerator<TextDelta, GenerationResult> {
   const { decoder } = model;
   const { signal } = request;
   const V = decoder.config.vocab_size;
@@ -104,7 +108,8 @@ export async function* generate(model: GenerationModel, request: GenerationReque
       }
       completionTokens++;
       counters.tokensGenerated++;
-      if (request.logprobs !== null) pendingTokens.push({ id, logprob: logProbability(logits, id), top: topLogProbabilities(logits, request.logprobs) });
+      if (request.logprobs !== null)
+        pendingTokens.push({ id, logprob: logProbability(logits, id), top: topLogProbabilities(logits, request.logprobs) });
       const text = stops.push(streamer.push(id));
       if (text) yield delta(text);
       if (stops.stopped) break;

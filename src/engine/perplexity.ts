@@ -15,7 +15,11 @@ export interface PerplexityResult {
  * first is predicted exactly once, from the tokens of its window before it (the protocol of
  * training/train.py). Each window is fed in chunks through the KV cache, as serving would.
  */
-export async function perplexity(decoder: Decoder, ids: readonly number[], options: { chunk?: number; maxWindows?: number } = {}): Promise<PerplexityResult> {
+export async function perplexity(
+  decoder: Decoder,
+  ids: readonly number[],
+  options: { chunk?: number; maxWindows?: number } = {},
+): Promise<PerplexityResult> {
   const V = decoder.config.vocab_size;
   const C = decoder.config.max_position_embeddings;
   const chunk = options.chunk ?? 64;

@@ -28,11 +28,22 @@ export function sampleToken(logits: Float32Array, options: SamplingOptions, rng:
   // softmax(logits / T) over the candidates, stable with the max subtracted.
   const weights = new Float64Array(candidates.length);
   let total = 0;
-  candidates.forEach((id, i) => (total += weights[i] = Math.exp((logits[id] - top) / options.temperature)));
+  candidates.forEach((id, i) => {
+    weights[i] = Math.exp((logits[id] - top) / options.temperature);
+    total += weights[i];
+  });
   let kept = candidates.length;
   if (options.topP < 1) {
+    // The smallest prefix whose probability reaches top_p (all of them if rounding falls short).
     let cumulative = 0;
-    kept = candidates.findIndex((_, i) => (cumulative += weights[i] / total) >= options.topP) + 1 || candidates.length;
+    kept = candidates.length;
+    for (let i = 0; i < candidates.length; i++) {
+      cumulative += weights[i] / total;
+      if (cumulative >= options.topP) {
+        kept = i + 1;
+        break;
+      }
+    }
     total = weights.subarray(0, kept).reduce((a, b) => a + b, 0);
   }
   let r = rng.next() * total;

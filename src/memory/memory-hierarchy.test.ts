@@ -10,8 +10,15 @@ const config = parseConfig(presetConfig('tiny', 'flex'));
 const layout = rowLayout(config, 'f32');
 const V = config.vocab_size;
 /** Row v holds the value v everywhere, so a wrong row is easy to see. */
-const table = encodeRows(Float32Array.from({ length: V * layout.rowValues }, (_, i) => Math.floor(i / layout.rowValues)), V, layout);
-const tables: NonNullable<BundleManifest['tables']> = { layout, shards: [{ path: 'tables/rows-00000.bin', bytes: table.byteLength, sha256: '0'.repeat(64), firstToken: 0, tokenCount: V }] };
+const table = encodeRows(
+  Float32Array.from({ length: V * layout.rowValues }, (_, i) => Math.floor(i / layout.rowValues)),
+  V,
+  layout,
+);
+const tables: NonNullable<BundleManifest['tables']> = {
+  layout,
+  shards: [{ path: 'tables/rows-00000.bin', bytes: table.byteLength, sha256: '0'.repeat(64), firstToken: 0, tokenCount: V }],
+};
 
 function countingOrigin() {
   const reads: { offset: number; length: number }[] = [];
@@ -42,7 +49,10 @@ describe('the memory hierarchy', () => {
   });
 
   it('fetches a scattered prompt in one wave by merging small gaps, but not across large ones', async () => {
-    for (const [gap, expectedReads] of [[0, 20], [1 << 20, 6]] as const) {
+    for (const [gap, expectedReads] of [
+      [0, 20],
+      [1 << 20, 6],
+    ] as const) {
       const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, hotSetBytes: 0, pageBytes: 1, coalesceGapBytes: gap });
       const { reads, reader } = countingOrigin();
       const out = await hierarchy.rowsFor({ version: 'v1', tables, origin: reader }).rows(scattered);
@@ -53,13 +63,21 @@ describe('the memory hierarchy', () => {
 
   it('on a cold isolate, waits for the hot set instead of reading its rows twice: one wave', async () => {
     const hotRows = 100;
-    const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, hotSetBytes: hotRows * layout.rowBytes, pageBytes: 1, coalesceGapBytes: 0 });
+    const hierarchy = new MemoryHierarchy([], {
+      ...DEFAULT_HIERARCHY,
+      hotSetBytes: hotRows * layout.rowBytes,
+      pageBytes: 1,
+      coalesceGapBytes: 0,
+    });
     const { reads, reader } = countingOrigin();
     const rows = hierarchy.rowsFor({ version: 'v3', tables, origin: reader });
     const out = await rows.rows([3, 50, 99, 400]);
     const { stats } = rows;
     expect([0, 1, 2, 3].map((i) => out[i * layout.rowValues])).toEqual([3, 50, 99, 400]);
-    expect(reads).toEqual([{ offset: 0, length: hotRows * layout.rowBytes }, { offset: 400 * layout.rowBytes, length: layout.rowBytes }]);
+    expect(reads).toEqual([
+      { offset: 0, length: hotRows * layout.rowBytes },
+      { offset: 400 * layout.rowBytes, length: layout.rowBytes },
+    ]);
     expect(stats.rows).toMatchObject({ hot: 3, origin: 1 });
   });
 

@@ -25,7 +25,12 @@ export interface TierStats {
   originBytes: number;
 }
 
-export const emptyTierStats = (): TierStats => ({ lookups: 0, rows: { patch: 0, hot: 0, lru: 0, cache: 0, kv: 0, origin: 0 }, originRequests: 0, originBytes: 0 });
+export const emptyTierStats = (): TierStats => ({
+  lookups: 0,
+  rows: { patch: 0, hot: 0, lru: 0, cache: 0, kv: 0, origin: 0 },
+  originRequests: 0,
+  originBytes: 0,
+});
 
 export interface HierarchyConfig {
   /** L0 budget for hot set + LRU, in bytes. */
@@ -44,7 +49,13 @@ export interface HierarchyConfig {
   coalesceGapBytes: number;
 }
 
-export const DEFAULT_HIERARCHY: HierarchyConfig = { isolateBytes: 32 << 20, hotSetBytes: 8 << 20, pageBytes: 32 << 10, originConcurrency: 6, coalesceGapBytes: 256 << 10 };
+export const DEFAULT_HIERARCHY: HierarchyConfig = {
+  isolateBytes: 32 << 20,
+  hotSetBytes: 8 << 20,
+  pageBytes: 32 << 10,
+  originConcurrency: 6,
+  coalesceGapBytes: 256 << 10,
+};
 
 type Tables = NonNullable<BundleManifest['tables']>;
 
@@ -109,13 +120,27 @@ export class MemoryHierarchy {
         // a cold prompt then needs one wave (the hot set and the rest, in parallel).
         const hotCount = this.pendingHot.get(tableVersion) ?? 0;
         const [hot, rest] = await Promise.all([
-          (this.hotLoads.get(tableVersion) ?? Promise.resolve()).then(() => this.fetchRows(tableVersion, tables, io, wanted.filter((id) => id < hotCount))),
-          this.fetchRows(tableVersion, tables, io, wanted.filter((id) => id >= hotCount)),
+          (this.hotLoads.get(tableVersion) ?? Promise.resolve()).then(() =>
+            this.fetchRows(
+              tableVersion,
+              tables,
+              io,
+              wanted.filter((id) => id < hotCount),
+            ),
+          ),
+          this.fetchRows(
+            tableVersion,
+            tables,
+            io,
+            wanted.filter((id) => id >= hotCount),
+          ),
         ]);
         const bytes = new Map([...hot, ...rest]);
         for (const id of patched) bytes.set(id, overrides.get(id)!);
         const out = new Float32Array(ids.length * layout.rowValues);
-        ids.forEach((id, i) => decodeRow(bytes.get(id)!, layout, out, i * layout.rowValues));
+        ids.forEach((id, i) => {
+          decodeRow(bytes.get(id)!, layout, out, i * layout.rowValues);
+        });
         return out;
       },
     };
@@ -169,7 +194,15 @@ export class MemoryHierarchy {
     return found;
   }
 
-  private usePage(version: string, entry: { ref: PageRef; ids: number[] }, page: Uint8Array, rowsPerPage: number, rowBytes: number, found: Map<number, Uint8Array>, count: () => void): void {
+  private usePage(
+    version: string,
+    entry: { ref: PageRef; ids: number[] },
+    page: Uint8Array,
+    rowsPerPage: number,
+    rowBytes: number,
+    found: Map<number, Uint8Array>,
+    count: () => void,
+  ): void {
     const first = entry.ref.shard.firstToken + entry.ref.page * rowsPerPage;
     for (const id of entry.ids) {
       const row = page.subarray((id - first) * rowBytes, (id - first + 1) * rowBytes);
@@ -181,7 +214,13 @@ export class MemoryHierarchy {
   }
 
   /** Coalesces the pages of a shard into runs and reads each run with one range read. */
-  private async readFromOrigin(version: string, tables: Tables, io: RequestIO, entries: { ref: PageRef; ids: number[] }[], found: Map<number, Uint8Array>): Promise<void> {
+  private async readFromOrigin(
+    version: string,
+    tables: Tables,
+    io: RequestIO,
+    entries: { ref: PageRef; ids: number[] }[],
+    found: Map<number, Uint8Array>,
+  ): Promise<void> {
     const { origin, stats } = io;
     const { rowBytes } = tables.layout;
     const rowsPerPage = this.rowsPerPage(tables.layout);
@@ -192,7 +231,8 @@ export class MemoryHierarchy {
       const offset = firstPage * pageBytes;
       const length = Math.min((run.entries.at(-1)!.ref.page - firstPage + 1) * pageBytes, run.shard.bytes - offset);
       const bytes = await origin.read(run.shard, offset, length);
-      if (bytes.byteLength !== length) throw new InternalError(`short origin read: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
+      if (bytes.byteLength !== length)
+        throw new InternalError(`short origin read: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
       stats.originRequests++;
       stats.originBytes += length;
       for (const entry of run.entries) {
@@ -210,7 +250,10 @@ export class MemoryHierarchy {
    * reads in flight, the two neighbouring runs with the smallest gap (up to coalesceGapBytes)
    * become one, so a prompt's rows tend to arrive in a single wave.
    */
-  private planRuns(entries: { ref: PageRef; ids: number[] }[], pageBytes: number): { shard: TableShard; entries: { ref: PageRef; ids: number[] }[] }[] {
+  private planRuns(
+    entries: { ref: PageRef; ids: number[] }[],
+    pageBytes: number,
+  ): { shard: TableShard; entries: { ref: PageRef; ids: number[] }[] }[] {
     entries.sort((a, b) => a.ref.shard.firstToken - b.ref.shard.firstToken || a.ref.page - b.ref.page);
     const runs: { shard: TableShard; entries: typeof entries }[] = [];
     for (const entry of entries) {

@@ -22,7 +22,9 @@ export class CacheApiPageCache implements PageCache {
 
   async put(key: string, bytes: Uint8Array): Promise<void> {
     // Pages are immutable (the key names the version), so they may be cached for a year.
-    const response = new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'cache-control': 'public, max-age=31536000, immutable', 'content-type': 'application/octet-stream' } });
+    const response = new Response(bytes as Uint8Array<ArrayBuffer>, {
+      headers: { 'cache-control': 'public, max-age=31536000, immutable', 'content-type': 'application/octet-stream' },
+    });
     await this.cache.put(this.url(key), response);
   }
 

@@ -7,7 +7,10 @@ describe('config', () => {
     const config = parseConfig({ ...presetConfig('tiny', 'flex'), memory_layers: [3, 1] });
     expect(config.head_dim).toBe(16);
     expect(config.memory_layers).toEqual([1, 3]);
-    expect(memorySlices(config).map((s) => [s.layer, s.kind, s.offset])).toEqual([[1, 'additive', 0], [3, 'additive', 64]]);
+    expect(memorySlices(config).map((s) => [s.layer, s.kind, s.offset])).toEqual([
+      [1, 'additive', 0],
+      [3, 'additive', 64],
+    ]);
     expect(rowWidth(config)).toBe(128);
   });
 

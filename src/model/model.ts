@@ -95,7 +95,7 @@ class ModelGraph {
   rotaryTables(positionIds: string): { cos: string; sin: string } {
     const g = this.g;
     const hd = this.config.head_dim;
-    const invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / Math.pow(this.config.rope_theta, (2 * i) / hd));
+    const invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / this.config.rope_theta ** ((2 * i) / hd));
     const freqs = g.mul(g.unsqueeze(g.cast(positionIds, 'float'), [2]), g.constFloat(invFreq)); // [B, T, hd/2]
     const angles = g.unsqueeze(g.concat([freqs, freqs], -1), [1]); // [B, 1, T, hd]
     return { cos: g.node('Cos', [angles]), sin: g.node('Sin', [angles]) };
@@ -238,7 +238,8 @@ export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, mo
     const slice = slices.find((s) => s.layer === l);
     const layer = g.scoped(`layers.${l}`, () => {
       let memory: string | null = null;
-      if (slice && rows) memory = g.slice(rows, slice.offset, slice.offset + slice.width, 2); // [B, T, width]
+      if (slice && rows)
+        memory = g.slice(rows, slice.offset, slice.offset + slice.width, 2); // [B, T, width]
       else if (slice) memory = g.scoped('memory', () => m.memoryRow(inputIds, embedded, l));
       return m.layer(x, l, memory, io);
     });

@@ -38,7 +38,8 @@ export function planServing(config: ModelConfig): ServingPlan {
   const checkpointParams = sum(() => true);
   const valuesPerToken = rowWidth(config);
   const tableValues = valuesPerToken * config.vocab_size;
-  const perDtype = (f: (dtype: TableDtype) => number) => Object.fromEntries(TABLE_DTYPES.map((d) => [d, f(d)])) as Record<TableDtype, number>;
+  const perDtype = (f: (dtype: TableDtype) => number) =>
+    Object.fromEntries(TABLE_DTYPES.map((d) => [d, f(d)])) as Record<TableDtype, number>;
   const rowBytes = (dtype: TableDtype) => (valuesPerToken === 0 ? 0 : rowLayout(config, dtype).rowBytes);
   return {
     architecture: config.architecture,
@@ -65,7 +66,7 @@ const count = (n: number) => n.toLocaleString('en-US');
  */
 const millions = (n: number) => {
   if (n < 1e6) return count(n);
-  return `${count(Math.floor(n / 1e6))}M` + (n >= 1e9 ? ` (${(n / 1e9).toFixed(2)}B)` : '');
+  return `${count(Math.floor(n / 1e6))}M${n >= 1e9 ? ` (${(n / 1e9).toFixed(2)}B)` : ''}`;
 };
 const bytes = (n: number) => {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -85,7 +86,9 @@ export function formatPlan(plan: ServingPlan): string {
   ];
   for (const dtype of TABLE_DTYPES) {
     const perToken = plan.bytesPerToken[dtype];
-    lines.push(`  ${dtype.padEnd(5)}              ${bytes(plan.tableBytes[dtype])}, ${bytes(perToken)} fetched per token (${count(perToken)} bytes)`);
+    lines.push(
+      `  ${dtype.padEnd(5)}              ${bytes(plan.tableBytes[dtype])}, ${bytes(perToken)} fetched per token (${count(perToken)} bytes)`,
+    );
   }
   lines.push(`served/active        ${plan.servedToActive.toFixed(2)}x (active + table values, over active)`);
   return lines.join('\n');

@@ -89,7 +89,11 @@ export const PRESETS: Record<string, Preset> = {
  * FFN budget stays fixed. A SwiGLU of width w has 3·h·w parameters, hence
  * FFN-C width = β·h/3 (β = 3: as wide as h) and FFN-M width = budget − β·h/3.
  */
-export function flexWidths(hidden: number, budget: number, beta = 3): Pick<ConfigInput, 'ffn_c_intermediate_size' | 'memory_intermediate_size'> {
+export function flexWidths(
+  hidden: number,
+  budget: number,
+  beta = 3,
+): Pick<ConfigInput, 'ffn_c_intermediate_size' | 'memory_intermediate_size'> {
   const ffnC = (beta * hidden) / 3;
   if (!Number.isInteger(ffnC) || ffnC < 1 || ffnC >= budget) {
     throw new InputError(`Flex-${beta}h² needs an FFN-C width β·h/3 (${ffnC}) that is a whole number below the FFN width ${budget}`);

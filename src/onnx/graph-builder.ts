@@ -94,7 +94,6 @@ export class GraphBuilder {
 
   // Thin op helpers, so the model reads like math.
   add = (a: string, b: string) => this.node('Add', [a, b]);
-  sub = (a: string, b: string) => this.node('Sub', [a, b]);
   mul = (a: string, b: string) => this.node('Mul', [a, b]);
   div = (a: string, b: string) => this.node('Div', [a, b]);
   matmul = (a: string, b: string) => this.node('MatMul', [a, b]);

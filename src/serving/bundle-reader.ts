@@ -63,7 +63,8 @@ export class BundleReader {
       try {
         return await read();
       } catch (error) {
-        if (attempt >= READ_ATTEMPTS) throw new InternalError(`reading ${key} failed: ${(error as Error).message ?? error}`, { cause: error });
+        if (attempt >= READ_ATTEMPTS)
+          throw new InternalError(`reading ${key} failed: ${(error as Error).message ?? error}`, { cause: error });
       }
     }
   }

@@ -65,7 +65,9 @@ export class ModelRegistry {
   async list(): Promise<ModelPointer[]> {
     const now = this.options.now();
     if (!this.modelList || now - this.modelList.readAt > this.options.pointerTtlMs) {
-      const names = this.reader.list(MODELS_PREFIX).then((keys) => keys.filter((k) => k.endsWith('.json')).map((k) => k.slice(MODELS_PREFIX.length, -'.json'.length)));
+      const names = this.reader
+        .list(MODELS_PREFIX)
+        .then((keys) => keys.filter((k) => k.endsWith('.json')).map((k) => k.slice(MODELS_PREFIX.length, -'.json'.length)));
       this.modelList = { names, readAt: now };
       names.catch(() => (this.modelList = null));
     }
@@ -93,7 +95,14 @@ export class ModelRegistry {
   async close(): Promise<void> {
     const loaded = [...this.bundles.values()];
     this.bundles.clear();
-    await Promise.all(loaded.map((bundle) => bundle.then((b) => b.session.release(), () => {})));
+    await Promise.all(
+      loaded.map((bundle) =>
+        bundle.then(
+          (b) => b.session.release(),
+          () => {},
+        ),
+      ),
+    );
   }
 
   private pointer(model: string): Promise<ModelPointer> {
@@ -120,8 +129,14 @@ export class ModelRegistry {
     const manifest = await this.reader.manifest(version);
     const graphRef = this.options.graph === 'compute' ? manifest.objects.compute : manifest.objects.reference;
     if (!graphRef) throw new InputError(`bundle ${version} has no reference graph (build it with --reference)`);
-    const [graph, tokenizerBytes] = await Promise.all([this.reader.verified(version, graphRef), this.reader.verified(version, manifest.objects.tokenizer)]);
-    const tokenizer = parseStored(objectKey(version, manifest.objects.tokenizer), () => new TextTokenizer(JSON.parse(new TextDecoder().decode(tokenizerBytes))));
+    const [graph, tokenizerBytes] = await Promise.all([
+      this.reader.verified(version, graphRef),
+      this.reader.verified(version, manifest.objects.tokenizer),
+    ]);
+    const tokenizer = parseStored(
+      objectKey(version, manifest.objects.tokenizer),
+      () => new TextTokenizer(JSON.parse(new TextDecoder().decode(tokenizerBytes))),
+    );
     const session = queuedSession(await this.options.createSession(graph));
     return { version, manifest, tokenizer, session, overrides: await this.overrides(version, manifest) };
   }
@@ -131,7 +146,9 @@ export class ModelRegistry {
     if (!manifest.overrides || !manifest.tables) return rows;
     const bytes = await this.reader.verified(version, manifest.overrides);
     const { rowBytes } = manifest.tables.layout;
-    manifest.overrides.tokens.forEach((id, i) => rows.set(id, bytes.subarray(i * rowBytes, (i + 1) * rowBytes)));
+    manifest.overrides.tokens.forEach((id, i) => {
+      rows.set(id, bytes.subarray(i * rowBytes, (i + 1) * rowBytes));
+    });
     return rows;
   }
 }
@@ -139,6 +156,7 @@ export class ModelRegistry {
 /** A pointer object as the store holds it; its version must be a plain key segment. */
 function parsePointer(model: string, raw: unknown): ModelPointer {
   const pointer = raw as Partial<ModelPointer> | null;
-  if (typeof pointer?.version !== 'string' || !VERSION_ID.test(pointer.version)) throw new InternalError('the pointer is malformed (no valid version)');
+  if (typeof pointer?.version !== 'string' || !VERSION_ID.test(pointer.version))
+    throw new InternalError('the pointer is malformed (no valid version)');
   return { model, version: pointer.version, updatedAt: typeof pointer.updatedAt === 'string' ? pointer.updatedAt : '' };
 }

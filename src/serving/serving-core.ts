@@ -10,7 +10,14 @@ import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
 import type { RowSource } from '../bundle/row-source.ts';
 import { Decoder } from '../engine/decoder.ts';
 import { generate, GenerationCounters, type GenerationRequest, type GenerationResult, type TextDelta } from '../engine/generation.ts';
-import { DEFAULT_HIERARCHY, emptyTierStats, MemoryHierarchy, type CountedRowSource, type HierarchyConfig, type TierStats } from '../memory/memory-hierarchy.ts';
+import {
+  DEFAULT_HIERARCHY,
+  emptyTierStats,
+  MemoryHierarchy,
+  type CountedRowSource,
+  type HierarchyConfig,
+  type TierStats,
+} from '../memory/memory-hierarchy.ts';
 import type { PageCache } from '../memory/page-cache.ts';
 import type { ModelPointer, ObjectStore } from '../storage/object-store.ts';
 import { BundleReader } from './bundle-reader.ts';
@@ -31,7 +38,12 @@ export interface ServingSettings {
   graph: GraphChoice;
 }
 
-export const DEFAULT_SETTINGS: ServingSettings = { pointerTtlMs: 5000, maxLoadedVersions: 4, hierarchy: DEFAULT_HIERARCHY, graph: 'compute' };
+export const DEFAULT_SETTINGS: ServingSettings = {
+  pointerTtlMs: 5000,
+  maxLoadedVersions: 4,
+  hierarchy: DEFAULT_HIERARCHY,
+  graph: 'compute',
+};
 
 /** What a platform hands the core. */
 export interface ServingParts {
@@ -97,7 +109,13 @@ export function createServingCore(parts: ServingParts): ServingCore {
   const rows = (bundle: LoadedBundle, background?: Background): CountedRowSource | null => {
     const { tables } = bundle.manifest;
     if (!tables || settings.graph === 'reference') return null;
-    return hierarchy.rowsFor({ version: bundle.version, tables, origin: reader.ranges(bundle.version), overrides: bundle.overrides, background });
+    return hierarchy.rowsFor({
+      version: bundle.version,
+      tables,
+      origin: reader.ranges(bundle.version),
+      overrides: bundle.overrides,
+      background,
+    });
   };
   const decoder = (bundle: LoadedBundle, source: RowSource | null) =>
     new Decoder({ session: bundle.session, Tensor: parts.Tensor, config: bundle.manifest.config, rows: source, clock });
@@ -114,7 +132,11 @@ export function createServingCore(parts: ServingParts): ServingCore {
     generate(bundle, request, background) {
       const source = rows(bundle, background);
       const stepper = decoder(bundle, source);
-      const model = { decoder: stepper, decode: (ids: number[]) => bundle.tokenizer.decode(ids), eosTokenId: bundle.manifest.config.eos_token_id };
+      const model = {
+        decoder: stepper,
+        decode: (ids: number[]) => bundle.tokenizer.decode(ids),
+        eosTokenId: bundle.manifest.config.eos_token_id,
+      };
       return {
         deltas: generate(model, request, counters),
         metrics: () => ({ memoryWaitMs: stepper.memoryWaitMs, tiers: structuredClone(source?.stats ?? emptyTierStats()) }),

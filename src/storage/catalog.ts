@@ -31,7 +31,7 @@ export interface GcPlan {
 }
 
 const decodeJson = <T>(bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(bytes)) as T;
-const encodeJson = (value: unknown) => new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n');
+const encodeJson = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
 
 export class Catalog {
   constructor(readonly store: ObjectStore) {}
@@ -63,7 +63,8 @@ export class Catalog {
 
   /** The manifest of a complete version; a clear error for any other. */
   async manifest(version: string): Promise<BundleManifest> {
-    if (!(await this.published(version))) throw new InputError(`unknown version ${version} (not a complete version in this store; see \`flexmem versions\`)`);
+    if (!(await this.published(version)))
+      throw new InputError(`unknown version ${version} (not a complete version in this store; see \`flexmem versions\`)`);
     const bytes = await this.store.get(bundleKey(version, MANIFEST_FILE));
     if (!bytes) throw new InputError(`version ${version} has no manifest`);
     return parseManifest(decodeJson(bytes), `${version}/${MANIFEST_FILE}`);
@@ -82,7 +83,8 @@ export class Catalog {
 
   /** Points `model` at `version`, which must be complete. */
   async setPointer(model: string, version: string, now = new Date()): Promise<ModelPointer> {
-    if (!(await this.published(version))) throw new InputError(`unknown version ${version} (not a complete version in this store; see \`flexmem versions\`)`);
+    if (!(await this.published(version)))
+      throw new InputError(`unknown version ${version} (not a complete version in this store; see \`flexmem versions\`)`);
     const pointer: ModelPointer = { model, version, updatedAt: now.toISOString() };
     await this.store.put(pointerKey(model), encodeJson(pointer));
     return pointer;
@@ -110,7 +112,7 @@ export class Catalog {
     for (const v of complete) {
       if (v.currentFor.length) keep.set(v.version, `current for ${v.currentFor.join(', ')}`);
     }
-    complete.slice(0, keepNewest).forEach((v) => keep.set(v.version, keep.get(v.version) ?? `one of the ${keepNewest} newest`));
+    for (const v of complete.slice(0, keepNewest)) keep.set(v.version, keep.get(v.version) ?? `one of the ${keepNewest} newest`);
     for (const v of complete) {
       if (now.getTime() - Date.parse(v.publishedAt) < graceMs) keep.set(v.version, keep.get(v.version) ?? 'newer than the grace period');
     }

@@ -20,7 +20,8 @@ export function halfToFloatTable(): Float32Array {
     const sign = h & 0x8000 ? -1 : 1;
     const exponent = (h >> 10) & 0x1f;
     const fraction = h & 0x3ff;
-    if (exponent === 0) halfTable[h] = sign * fraction * 2 ** -24; // subnormal
+    if (exponent === 0)
+      halfTable[h] = sign * fraction * 2 ** -24; // subnormal
     else if (exponent === 31) halfTable[h] = fraction ? NaN : sign * Infinity;
     else halfTable[h] = sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
   }

@@ -7,7 +7,11 @@ import { encodeHeader, headerLength, parseHeader } from './safetensors.ts';
 function file(tensors: { name: string; shape: number[]; values: number[] }[], dtype: 'f32' | 'f16'): Uint8Array {
   const parts = [encodeHeader(tensors, dtype), ...tensors.map((t) => encodeFloats(Float32Array.from(t.values), dtype))];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  parts.reduce((offset, p) => (out.set(p, offset), offset + p.byteLength), 0);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.byteLength;
+  }
   return out;
 }
 
@@ -28,14 +32,19 @@ describe('safetensors', () => {
   it('round-trips f32 exactly and keeps the data 8-byte aligned', () => {
     const bytes = file(tensors, 'f32');
     const entries = read(bytes);
-    expect(entries.map((e) => [e.name, e.shape, e.dtype])).toEqual([['a', [2, 3], 'f32'], ['b.ü', [1], 'f32']]);
+    expect(entries.map((e) => [e.name, e.shape, e.dtype])).toEqual([
+      ['a', [2, 3], 'f32'],
+      ['b.ü', [1], 'f32'],
+    ]);
     expect(entries[0].values).toEqual(Array.from(Float32Array.from(tensors[0].values)));
     expect(entries[0].begin % 8).toBe(0);
   });
 
   it('round-trips f16 to f16 precision', () => {
     const [a] = read(file(tensors, 'f16'));
-    a.values.forEach((v, i) => expect(v).toBeCloseTo(tensors[0].values[i], 3));
+    a.values.forEach((v, i) => {
+      expect(v).toBeCloseTo(tensors[0].values[i], 3);
+    });
   });
 
   it('decodes bf16 as the upper half of f32', () => {

@@ -67,7 +67,15 @@ export function trainByteLevelBpe(sample: string, vocabSize: number): { json: ob
     }
   }
 
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   const addedTokens = [special(endOfTextId, END_OF_TEXT)];
   for (let r = 0; nextId < vocabSize; r++) addedTokens.push(special(nextId++, `<|reserved_${r}|>`));
 

@@ -18,9 +18,10 @@ export class TextTokenizer {
   /** GPT-2's byte-level alphabet, character -> byte, for ByteLevel tokenizers. */
   private readonly byteLevel: Map<string, number> | null;
 
-  constructor(json: unknown, config: Record<string, unknown> = {}) {
+  constructor(json: unknown) {
     const tj = json as TokenizerJson;
-    if (typeof json !== 'object' || json === null || !tj.model) throw new InputError('tokenizer.json: not a Hugging Face tokenizer (no "model")');
+    if (typeof json !== 'object' || json === null || !tj.model)
+      throw new InputError('tokenizer.json: not a Hugging Face tokenizer (no "model")');
     const ids = new Set<number>();
     const vocab = tj.model.vocab ?? {};
     for (const entry of Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab)) ids.add(entry);
@@ -30,7 +31,7 @@ export class TextTokenizer {
     const usesByteLevel = JSON.stringify((json as { pre_tokenizer?: unknown }).pre_tokenizer ?? null).includes('"ByteLevel"');
     this.byteLevel = usesByteLevel ? new Map(bytesToUnicode().map((c, b) => [c, b])) : null;
     try {
-      this.hf = new HfTokenizer(json as object, config);
+      this.hf = new HfTokenizer(json as object, {});
     } catch (error) {
       throw new InputError(`tokenizer.json: cannot load it (${(error as Error).message})`);
     }

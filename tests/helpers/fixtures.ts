@@ -16,7 +16,12 @@ export function writeTinyCheckpoint(dir: string, arch: Architecture, overrides: 
 }
 
 /** Writes a tiny checkpoint under `root` and builds it (f32 tables and reference.onnx by default). */
-export async function buildTinyBundle(root: string, arch: Architecture, options: Partial<BuildOptions> = {}, name = `${arch}-bundle`): Promise<string> {
+export async function buildTinyBundle(
+  root: string,
+  arch: Architecture,
+  options: Partial<BuildOptions> = {},
+  name = `${arch}-bundle`,
+): Promise<string> {
   const checkpoint = join(root, `${arch}-checkpoint`);
   writeTinyCheckpoint(checkpoint, arch);
   const bundle = join(root, name);

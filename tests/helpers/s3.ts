@@ -14,10 +14,23 @@ export interface RunningS3 {
 
 export async function startS3(bucket = 'flexmem', prefix = '', otherBuckets: string[] = []): Promise<RunningS3> {
   const directory = mkdtempSync(join(tmpdir(), 'flexmem-s3rver-'));
-  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory, configureBuckets: [bucket, ...otherBuckets].map((name) => ({ name })) });
+  const server = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    silent: true,
+    directory,
+    configureBuckets: [bucket, ...otherBuckets].map((name) => ({ name })),
+  });
   const { port } = (await server.run()) as { port: number };
   // s3rver's built-in credentials.
-  const options: S3Options = { endpoint: `http://127.0.0.1:${port}`, bucket, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', prefix };
+  const options: S3Options = {
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket,
+    region: 'us-east-1',
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    prefix,
+  };
   return {
     options,
     store: new S3Store(options),

@@ -3,7 +3,10 @@ import { EventSourceParserStream } from 'eventsource-parser/stream';
 
 /** The data of each event of the stream, in order. */
 export async function* sseEvents(response: Response): AsyncGenerator<string> {
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream({ onError: 'terminate' })).getReader();
+  const reader = response
+    .body!.pipeThrough(new TextDecoderStream())
+    .pipeThrough(new EventSourceParserStream({ onError: 'terminate' }))
+    .getReader();
   let done = false;
   try {
     while (true) {

@@ -23,7 +23,14 @@ export async function serveBundle(worker: RunningWorker, bundleDir: string, mode
  * clients do; any other failure is the test's.
  */
 export async function post(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
-  return sendOnce(() => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init }));
+  return sendOnce(() =>
+    fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      ...init,
+    }),
+  );
 }
 
 /**
@@ -42,7 +49,9 @@ export async function postStreamed(url: string, text: string, chunkBytes = 64 <<
       },
     });
   };
-  return sendOnce(() => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(), duplex: 'half' } as RequestInit));
+  return sendOnce(() =>
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(), duplex: 'half' } as RequestInit),
+  );
 }
 
 async function sendOnce(send: () => Promise<Response>): Promise<Response> {
@@ -61,19 +70,29 @@ async function sendOnce(send: () => Promise<Response>): Promise<Response> {
 export function streamThenDisconnect(url: string, body: unknown, events: number): Promise<void> {
   const target = new URL(url);
   return new Promise((resolve, reject) => {
-    const request = http.request({ host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (response) => {
-      let seen = 0;
-      const parser = createParser({
-        onEvent: () => {
-          if (seen >= events || ++seen < events) return;
-          request.destroy();
-          resolve();
-        },
-        onError: reject,
-      });
-      response.setEncoding('utf8'); // decodes characters split across chunks
-      response.on('data', (chunk: string) => parser.feed(chunk));
-    });
+    const request = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname,
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      },
+      (response) => {
+        let seen = 0;
+        const parser = createParser({
+          onEvent: () => {
+            if (seen >= events || ++seen < events) return;
+            request.destroy();
+            resolve();
+          },
+          onError: reject,
+        });
+        response.setEncoding('utf8'); // decodes characters split across chunks
+        response.on('data', (chunk: string) => parser.feed(chunk));
+      },
+    );
     request.on('error', reject);
     request.end(JSON.stringify(body));
   });
