@@ -9,7 +9,8 @@
  *   npx tsx bench/run.ts --report-only        re-render docs/ from the stored results
  *
  * Suites: hotset (item 5), steps (items 2, 3, hot-path cost), latency (items 1, 2, 5),
- * ttft (item 6), scale (item 4). Build products and raw results live in bench/.work (gitignored).
+ * ttft (item 6), scale (item 4), load (concurrent streams, admission control on and off). Build products
+ * and raw results live in bench/.work (gitignored).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -20,6 +21,7 @@ import { PLOT, REPORT, WORK } from './lib/paths.ts';
 import { renderMarkdown, renderSvg, type AllResults, type Meta } from './lib/report.ts';
 import { runHotset } from './suites/hotset.ts';
 import { runLatency } from './suites/latency.ts';
+import { runLoad } from './suites/load.ts';
 import { runScale } from './suites/scale.ts';
 import { runSteps } from './suites/steps.ts';
 import { runTtft } from './suites/ttft.ts';
@@ -30,6 +32,7 @@ const SUITES = {
   latency: runLatency,
   ttft: runTtft,
   scale: runScale,
+  load: runLoad,
 } as const;
 type SuiteName = keyof typeof SUITES;
 

@@ -9,7 +9,8 @@ import { basename, dirname, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import * as ort from 'onnxruntime-node';
 import { BUNDLE_FORMAT, MANIFEST_FILE, versionId, type BundleManifest, type ObjectRef, type TableShard } from '../src/bundle/manifest.ts';
-import { encodeRows, rowLayout, type RowLayout, type TableDtype } from '../src/bundle/row-codec.ts';
+import { encodeRowChecksums, ROW_CHECKSUM_ALGORITHM, ROW_CHECKSUM_BYTES, ROW_CHECKSUMS_PATH } from '../src/bundle/row-checksums.ts';
+import { encodeRows, rowLayout, type TableDtype } from '../src/bundle/row-codec.ts';
 import { InputError } from '../src/errors.ts';
 import { GRAPH_IO } from '../src/model/graph-io.ts';
 import { buildDecoderGraph, buildMemoryGraph } from '../src/model/model.ts';
@@ -38,10 +39,7 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
   try {
-    const writeObject = (path: string, bytes: Uint8Array): ObjectRef => {
-      writeFileSync(join(staging, path), bytes);
-      return { path, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
-    };
+    const writeObject = (path: string, bytes: Uint8Array): ObjectRef => writeStagedObject(staging, path, bytes);
     const compute = writeObject('compute.onnx', buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input'));
     const tokenizer = writeObject('tokenizer.json', readFileSync(join(checkpointDir, 'tokenizer.json')));
     const reference = options.reference
@@ -68,6 +66,11 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
   }
 }
 
+function writeStagedObject(staging: string, path: string, bytes: Uint8Array): ObjectRef {
+  writeFileSync(join(staging, path), bytes);
+  return { path, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
 /** The chat template of tokenizer_config.json, when the checkpoint has one. */
 function readChatTemplate(checkpointDir: string): string | undefined {
   const path = join(checkpointDir, 'tokenizer_config.json');
@@ -76,12 +79,11 @@ function readChatTemplate(checkpointDir: string): string | undefined {
   return typeof template === 'string' ? template : undefined;
 }
 
-/** Runs the memory path over the whole vocabulary in batches and streams the rows to shards. */
-async function writeTables(
-  checkpoint: Checkpoint,
-  staging: string,
-  options: BuildOptions,
-): Promise<{ layout: RowLayout; shards: TableShard[] }> {
+/**
+ * Runs the memory path over the whole vocabulary in batches and streams the rows to shards, and
+ * the checksum of every row to one object beside them.
+ */
+async function writeTables(checkpoint: Checkpoint, staging: string, options: BuildOptions): Promise<NonNullable<BundleManifest['tables']>> {
   const { config } = checkpoint;
   const layout = rowLayout(config, options.dtype);
   const session = await ort.InferenceSession.create(buildMemoryGraph(config, checkpoint.weights));
@@ -95,6 +97,7 @@ async function writeTables(
   );
   if (options.progress) bar.start(V, 0);
   const shards: TableShard[] = [];
+  const checksums = new Uint8Array(V * ROW_CHECKSUM_BYTES);
   try {
     for (let firstToken = 0; firstToken < V; firstToken += tokensPerShard) {
       const tokenCount = Math.min(tokensPerShard, V - firstToken);
@@ -109,6 +112,7 @@ async function writeTables(
           const bytes = encodeRows(out[GRAPH_IO.memoryRows].data as Float32Array, count, layout);
           writeSync(fd, bytes);
           hash.update(bytes);
+          checksums.set(encodeRowChecksums(bytes, layout.rowBytes), start * ROW_CHECKSUM_BYTES);
           if (options.progress) bar.update(start + count);
         }
       } finally {
@@ -120,5 +124,6 @@ async function writeTables(
     if (options.progress) bar.stop();
     await session.release();
   }
-  return { layout, shards };
+  const checksumsRef = { ...writeStagedObject(staging, ROW_CHECKSUMS_PATH, checksums), algorithm: ROW_CHECKSUM_ALGORITHM };
+  return { layout, shards, checksums: checksumsRef };
 }

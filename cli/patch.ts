@@ -19,6 +19,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { BUNDLE_FORMAT, versionId, type BundleManifest } from '../src/bundle/manifest.ts';
+import { decodeRowChecksums, ROW_CHECKSUM_ALGORITHM, rowChecksum } from '../src/bundle/row-checksums.ts';
 import { decodeRow, encodeRows } from '../src/bundle/row-codec.ts';
 import { InputError } from '../src/errors.ts';
 import { Catalog } from '../src/storage/catalog.ts';
@@ -116,6 +117,7 @@ export async function publishPatch(
 
   // Current rows (f32) of every token an edit reads or writes: the base's override, else its table.
   const baseOverrides = await overrideRows(store, base);
+  const checksums = await rowChecksums(store, base);
   const rows = new Map<number, Float32Array>(baseOverrides);
   for (const id of new Set(edits.flatMap((e) => (e.from === undefined ? [e.token] : [e.token, e.from])))) {
     if (rows.has(id)) continue;
@@ -125,6 +127,10 @@ export async function publishPatch(
       length: layout.rowBytes,
     });
     if (!bytes) throw new InputError(`version ${baseVersion} is missing the row of token ${id}`);
+    if (rowChecksum(bytes) !== checksums[id])
+      throw new InputError(
+        `version ${baseVersion}: the stored row of token ${id} does not match its ${ROW_CHECKSUM_ALGORITHM}; nothing was published`,
+      );
     const row = new Float32Array(layout.rowValues);
     decodeRow(bytes, layout, row, 0);
     rows.set(id, row);
@@ -158,7 +164,7 @@ export async function publishPatch(
     format: BUNDLE_FORMAT,
     config: base.config,
     objects: { compute: shared(base.objects.compute), tokenizer: shared(base.objects.tokenizer) },
-    tables: { layout, shards: tables.shards.map(shared) },
+    tables: { layout, shards: tables.shards.map(shared), checksums: shared(tables.checksums) },
     ...(base.chatTemplate ? { chatTemplate: base.chatTemplate } : {}),
     base: baseVersion,
     overrides: { path: 'overrides.bin', bytes: overrides.byteLength, sha256: createHash('sha256').update(overrides).digest('hex'), tokens },
@@ -167,6 +173,15 @@ export async function publishPatch(
   const manifest: BundleManifest = { ...partial, version: await versionId(partial) };
   const manifestBytes = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
   return publishVersion(store, manifest, manifestBytes, [{ ref: manifest.overrides!, read: () => overrides }], { model });
+}
+
+/** A version's row checksums, checked against its manifest. */
+async function rowChecksums(store: ObjectStore, manifest: BundleManifest): Promise<Uint32Array> {
+  const ref = manifest.tables!.checksums;
+  const bytes = await store.get(objectKey(manifest.version, ref));
+  if (!bytes || createHash('sha256').update(bytes).digest('hex') !== ref.sha256)
+    throw new InputError(`version ${manifest.version}: ${ref.path} is missing or does not match its sha256`);
+  return decodeRowChecksums(bytes, manifest.config.vocab_size);
 }
 
 /** A version's existing override rows, decoded. */

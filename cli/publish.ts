@@ -44,6 +44,7 @@ export function ownObjects(manifest: BundleManifest): ObjectRef[] {
     manifest.objects.tokenizer,
     manifest.objects.reference,
     ...(manifest.tables?.shards ?? []),
+    manifest.tables?.checksums,
     manifest.overrides,
   ];
   return all.filter((o): o is ObjectRef => !!o && !o.from);

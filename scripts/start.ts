@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildBundle } from '../cli/build-bundle.ts';
+import { readLocalManifest } from '../cli/local-bundle.ts';
 import { publishBundle } from '../cli/publish.ts';
 import { writeRandomCheckpoint } from '../cli/random-checkpoint.ts';
 import { withTarget, WRANGLER_STATE } from '../cli/targets.ts';
@@ -33,6 +34,16 @@ async function seedLocalBucket(bundles: { model: string; dir: string }[]): Promi
   });
 }
 
+/** A bundle this flexmem can serve (one built by an older release, e.g. without row checksums, is rebuilt). */
+function isCurrentBundle(dir: string): boolean {
+  try {
+    readLocalManifest(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Names, sizes and times of a checkpoint's files: a changed checkpoint gets a fresh bundle. */
 const signature = (checkpoint: string) =>
   JSON.stringify(
@@ -45,7 +56,7 @@ const bundles: { model: string; dir: string }[] = [];
 for (const { model, checkpoint } of demoCheckpoints()) {
   const dir = join(WORK, 'bundles', model);
   const source = `${dir}.source.json`;
-  const fresh = existsSync(join(dir, 'manifest.json')) && existsSync(source) && readFileSync(source, 'utf8') === signature(checkpoint);
+  const fresh = existsSync(source) && readFileSync(source, 'utf8') === signature(checkpoint) && isCurrentBundle(dir);
   if (!fresh) {
     console.log(`building ${model} from ${checkpoint} ...`);
     rmSync(dir, { recursive: true, force: true });
@@ -56,7 +67,12 @@ for (const { model, checkpoint } of demoCheckpoints()) {
 }
 await seedLocalBucket(bundles);
 
-const wrangler = spawn('npx', ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(PORT), '--persist-to', '.wrangler/state'], {
+// Access as the caller's environment says: API_KEYS (without, open to anyone), CORS_ORIGINS (without, any origin).
+const apiKeys = process.env.API_KEYS?.trim() ?? '';
+const corsOrigins = process.env.CORS_ORIGINS?.trim() || '*';
+const vars = [`CORS_ORIGINS:${corsOrigins}`, apiKeys ? `API_KEYS:${apiKeys}` : 'ALLOW_ANONYMOUS:true'];
+const devArgs = ['--persist-to', '.wrangler/state', ...vars.flatMap((v) => ['--var', v])];
+const wrangler = spawn('npx', ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(PORT), ...devArgs], {
   stdio: ['inherit', 'pipe', 'inherit'],
 });
 let announced = false;
@@ -65,9 +81,16 @@ wrangler.stdout.on('data', (chunk: Buffer) => {
   if (!announced && /Ready on/.test(chunk.toString())) {
     announced = true;
     const model = bundles[0].model;
-    console.log(`\nflexmem is serving ${bundles.map((b) => b.model).join(', ')} on http://127.0.0.1:${PORT}. Try:\n`);
+    console.log(`\nflexmem is serving ${bundles.map((b) => b.model).join(', ')} on http://127.0.0.1:${PORT}.`);
     console.log(
-      `curl -N http://127.0.0.1:${PORT}/v1/chat/completions -H 'content-type: application/json' \\\n  -d '{"model": "${model}", "stream": true, "max_tokens": 60, "messages": [{"role": "user", "content": "Tell me about the Congress."}]}'\n`,
+      apiKeys
+        ? "Access: keys required, from $API_KEYS ('authorization: Bearer <key>')."
+        : 'Access: OPEN, anyone on this machine may call it without a key (API_KEYS=k1,k2 npm start requires one).',
+    );
+    console.log(`CORS: ${corsOrigins === '*' ? 'any origin' : corsOrigins}. Try:\n`);
+    const auth = apiKeys ? ` -H 'authorization: Bearer <your key>'` : '';
+    console.log(
+      `curl -N http://127.0.0.1:${PORT}/v1/chat/completions -H 'content-type: application/json'${auth} \\\n  -d '{"model": "${model}", "stream": true, "max_tokens": 60, "messages": [{"role": "user", "content": "Tell me about the Congress."}]}'\n`,
     );
   }
 });

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildBundle } from '../cli/build-bundle.ts';
 import { openLocalBundle } from '../cli/local-bundle.ts';
 import { parseManifest } from '../src/bundle/manifest.ts';
+import { decodeRowChecksums, firstCorruptRow } from '../src/bundle/row-checksums.ts';
 import { encodeFloats } from '../src/tensor/dtype.ts';
 import { encodeHeader, headerLength, parseHeader } from '../src/tensor/safetensors.ts';
 import { flexmem } from './helpers/cli.ts';
@@ -20,7 +21,14 @@ describe('flexmem build', () => {
   it('lists every object with its size and sha256', async () => {
     const bundle = await buildTinyBundle(dir.path, 'meki', { shardBytes: 10_000 });
     const manifest = readManifest(bundle);
-    const objects = [manifest.objects.compute, manifest.objects.tokenizer, manifest.objects.reference!, ...manifest.tables!.shards];
+    const { tables } = manifest;
+    const objects = [
+      manifest.objects.compute,
+      manifest.objects.tokenizer,
+      manifest.objects.reference!,
+      ...tables!.shards,
+      tables!.checksums,
+    ];
     expect(manifest.tables!.shards.length).toBeGreaterThan(1);
     for (const object of objects) {
       const bytes = readFileSync(join(bundle, object.path));
@@ -29,6 +37,19 @@ describe('flexmem build', () => {
     }
     const covered = manifest.tables!.shards.reduce((n, s) => n + s.tokenCount, 0);
     expect(covered).toBe(manifest.config.vocab_size);
+    // One CRC-32C per row of every shard, by token id.
+    expect(tables!.checksums).toMatchObject({ path: 'tables/rows.crc32c', algorithm: 'crc32c', bytes: 4 * covered });
+    const checksums = decodeRowChecksums(readFileSync(join(bundle, tables!.checksums.path)), covered);
+    for (const shard of tables!.shards)
+      expect(firstCorruptRow(readFileSync(join(bundle, shard.path)), tables!.layout.rowBytes, shard.firstToken, checksums)).toBe(-1);
+  });
+
+  it('refuses a manifest without row checksums (an older bundle) with one line', async () => {
+    const manifest = JSON.parse(readFileSync(join(dir.path, 'meki-bundle', 'manifest.json'), 'utf8'));
+    delete manifest.tables.checksums;
+    expect(() => parseManifest(manifest, 'old/manifest.json')).toThrow(
+      'old/manifest.json: a bundle built without row checksums (by an older flexmem); rebuild it with `flexmem build`',
+    );
   });
 
   it('derives the version id from the content: same input, same id; other input, other id', async () => {

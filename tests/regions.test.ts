@@ -71,8 +71,8 @@ describe('flexmem publish --regions', () => {
     };
     const result = await flexmemAsync(['publish', bundle, '--regions', 'all', '--model', 'news'], env);
     expect(result.status).toBe(1);
-    expect(result.stdout).toMatch(/^eu: uploaded 3 objects .* all verified; news -> \w+$/m);
-    expect(result.stdout).toMatch(/^us: uploaded 3 objects .* all verified; news -> \w+$/m);
+    expect(result.stdout).toMatch(/^eu: uploaded 4 objects .* all verified; news -> \w+$/m);
+    expect(result.stdout).toMatch(/^us: uploaded 4 objects .* all verified; news -> \w+$/m);
     expect(result.stdout).toMatch(/^apac: FAILED \(.*\); pointer unchanged$/m);
     expect(result.stderr.trim()).toBe('flexmem: 1 region(s) failed; their pointers were not changed');
     for (const bucket of ['flexmem-bundles-eu', 'flexmem-bundles-us']) {

@@ -94,10 +94,10 @@ describe.each([
   it('publishes: every object under its version, verified, then the pointer; a second publish uploads nothing', async () => {
     const first = await run('publish', bundleA, '--to', target, '--model', 'news');
     expect(first.status, first.stderr).toBe(0);
-    expect(first.stdout).toMatch(/uploaded 3 objects .* all verified; news -> /);
+    expect(first.stdout).toMatch(/uploaded 4 objects .* all verified; news -> /); // graph, tokenizer, table, row checksums
     await withStore(async ({ store }) => {
       const manifest = a();
-      for (const object of [manifest.objects.compute, manifest.objects.tokenizer, ...manifest.tables!.shards]) {
+      for (const object of [manifest.objects.compute, manifest.objects.tokenizer, ...manifest.tables!.shards, manifest.tables!.checksums]) {
         expect(sha256((await store.get(bundleKey(manifest.version, object.path)))!)).toBe(object.sha256);
       }
       expect(JSON.parse(new TextDecoder().decode((await store.get(pointerKey('news')))!)).version).toBe(manifest.version);

@@ -223,8 +223,8 @@ describe('errors, in OpenAI shape', () => {
       'top_p',
       /top_p/,
     ));
-  it('n other than 1', async () =>
-    expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', n: 2 }), 400, 'n', /Only n=1 is supported/));
+  it('n above the maximum', async () =>
+    expectError(await post(`${worker.url}/v1/completions`, { model: MODEL, prompt: 'x', n: 9 }), 400, 'n', /at most 4 choices/));
   it('empty messages', async () =>
     expectError(await post(`${worker.url}/v1/chat/completions`, { model: MODEL, messages: [] }), 400, 'messages', /at least one message/));
   it('a prompt longer than the context', async () =>

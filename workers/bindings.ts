@@ -1,5 +1,9 @@
 /** The worker's bindings and settings (wrangler.toml [vars], secrets), mapped onto the serving core's parts once per isolate. */
+import type { AccessSettings } from '../src/api/access.ts';
+import { ApiKeys } from '../src/api/api-keys.ts';
+import { parseCorsOrigins } from '../src/api/cors.ts';
 import type { ApiLimits } from '../src/api/host.ts';
+import type { RateLimitSettings } from '../src/api/rate-limit.ts';
 import { InternalError } from '../src/errors.ts';
 import { DEFAULT_HIERARCHY } from '../src/memory/memory-hierarchy.ts';
 import { CacheApiPageCache, KvPageCache, type PageCache } from '../src/memory/page-cache.ts';
@@ -23,6 +27,14 @@ export interface Env {
   S3_ACCESS_KEY_ID?: string;
   S3_SECRET_ACCESS_KEY?: string;
   POINTER_TTL_SECONDS?: string;
+  /** How long a model keeps serving the pointer it holds while the origin cannot be read. */
+  POINTER_MAX_STALE_SECONDS?: string;
+  /** Tries of one origin read, the first included. */
+  ORIGIN_ATTEMPTS?: string;
+  /** Budget of one origin read, every attempt and backoff included. */
+  ORIGIN_DEADLINE_MS?: string;
+  /** Longest wait before the first retry (doubling, jittered). */
+  ORIGIN_BACKOFF_MS?: string;
   ISOLATE_CACHE_BYTES?: string;
   HOT_SET_BYTES?: string;
   PAGE_BYTES?: string;
@@ -34,6 +46,20 @@ export interface Env {
   /** Added latency per origin read, for benchmarks of a far-away bucket. */
   ORIGIN_LATENCY_MS?: string;
   DEFAULT_MAX_TOKENS?: string;
+  /** Secret: comma-separated API keys, or `sha256:<hex>` digests of keys. */
+  API_KEYS?: string;
+  /** "true" serves without keys when API_KEYS is empty; otherwise such a deployment refuses requests. */
+  ALLOW_ANONYMOUS?: string;
+  /** Comma-separated origins browsers may call from, or "*". */
+  CORS_ORIGINS?: string;
+  /** Optional rate-limiting binding ([[ratelimits]]); without it there is no rate limit. */
+  RATE_LIMITER?: RateLimit;
+  /** The binding's simple.period, sent as Retry-After with a 429 (infra/sync-wrangler.ts keeps them equal). */
+  RATE_LIMIT_PERIOD_SECONDS?: string;
+  /** Generations at once per isolate, requests that may wait for one, and how long (src/serving/admission.ts). */
+  MAX_ACTIVE_GENERATIONS?: string;
+  MAX_QUEUED_GENERATIONS?: string;
+  QUEUE_WAIT_MS?: string;
 }
 
 function number(env: Env, key: keyof Env, fallback: number): number {
@@ -49,6 +75,12 @@ export function readSettings(env: Env): ServingSettings {
   return {
     ...DEFAULT_SETTINGS,
     pointerTtlMs: number(env, 'POINTER_TTL_SECONDS', DEFAULT_SETTINGS.pointerTtlMs / 1000) * 1000,
+    pointerMaxStaleMs: number(env, 'POINTER_MAX_STALE_SECONDS', DEFAULT_SETTINGS.pointerMaxStaleMs / 1000) * 1000,
+    origin: {
+      attempts: number(env, 'ORIGIN_ATTEMPTS', DEFAULT_SETTINGS.origin.attempts),
+      deadlineMs: number(env, 'ORIGIN_DEADLINE_MS', DEFAULT_SETTINGS.origin.deadlineMs),
+      backoffMs: number(env, 'ORIGIN_BACKOFF_MS', DEFAULT_SETTINGS.origin.backoffMs),
+    },
     hierarchy: {
       isolateBytes: number(env, 'ISOLATE_CACHE_BYTES', DEFAULT_HIERARCHY.isolateBytes),
       hotSetBytes: number(env, 'HOT_SET_BYTES', DEFAULT_HIERARCHY.hotSetBytes),
@@ -56,11 +88,33 @@ export function readSettings(env: Env): ServingSettings {
       originConcurrency: DEFAULT_HIERARCHY.originConcurrency,
       coalesceGapBytes: number(env, 'COALESCE_GAP_BYTES', DEFAULT_HIERARCHY.coalesceGapBytes),
     },
+    admission: {
+      maxActive: number(env, 'MAX_ACTIVE_GENERATIONS', DEFAULT_SETTINGS.admission.maxActive),
+      maxQueued: number(env, 'MAX_QUEUED_GENERATIONS', DEFAULT_SETTINGS.admission.maxQueued),
+      queueWaitMs: number(env, 'QUEUE_WAIT_MS', DEFAULT_SETTINGS.admission.queueWaitMs),
+    },
   };
 }
 
 export function apiLimits(env: Env): ApiLimits {
   return { maxBodyBytes: number(env, 'MAX_BODY_BYTES', 1 << 20), defaultMaxTokens: number(env, 'DEFAULT_MAX_TOKENS', 256) };
+}
+
+/** The rate limiter, when the RATE_LIMITER binding exists (src/api/rate-limit.ts). */
+export function rateLimitSettings(env: Env): RateLimitSettings | undefined {
+  return env.RATE_LIMITER && { limiter: env.RATE_LIMITER, periodSeconds: number(env, 'RATE_LIMIT_PERIOD_SECONDS', 60) };
+}
+
+/** API keys, anonymous access and CORS origins (src/api/access.ts). */
+export function accessSettings(env: Env): AccessSettings {
+  const anonymous = env.ALLOW_ANONYMOUS ?? '';
+  if (!['', 'true', 'false'].includes(anonymous))
+    throw new InternalError(`setting ALLOW_ANONYMOUS must be "true" or "false", got ${JSON.stringify(anonymous)}`);
+  return {
+    keys: ApiKeys.parse(env.API_KEYS ?? ''),
+    allowAnonymous: anonymous === 'true',
+    corsOrigins: parseCorsOrigins(env.CORS_ORIGINS ?? ''),
+  };
 }
 
 /** L1 (the Cache API, unless USE_CACHE_API is "false") and L2 (Workers KV, when bound). */

@@ -6,7 +6,7 @@
 import { createApiApp } from '../src/api/app.ts';
 import type { ApiHost } from '../src/api/host.ts';
 import { createServingCore } from '../src/serving/serving-core.ts';
-import { apiLimits, originStore, pageCaches, readSettings, type Env } from './bindings.ts';
+import { accessSettings, apiLimits, originStore, pageCaches, rateLimitSettings, readSettings, type Env } from './bindings.ts';
 import { onnxRuntime } from './onnx-runtime.ts';
 
 let isolate: Omit<ApiHost, 'background'> | null = null;
@@ -21,7 +21,7 @@ function isolateHost(env: Env): Omit<ApiHost, 'background'> {
     Tensor: ort.Tensor,
     settings: readSettings(env),
   });
-  isolate = { core, limits: apiLimits(env) };
+  isolate = { core, limits: apiLimits(env), access: accessSettings(env), rateLimit: rateLimitSettings(env) };
   return isolate;
 }
 

@@ -131,7 +131,7 @@ async function launch(options: LaunchOptions, spawned: () => void): Promise<Laun
     ...workerScript(dir),
     r2Buckets: { BUNDLES: 'flexmem-bundles' },
     kvNamespaces: options.kv ? ['ROWS_KV'] : [],
-    bindings: { ...options.vars },
+    bindings: { ALLOW_ANONYMOUS: 'true', ...options.vars },
     defaultPersistRoot: persist,
     port: 0,
   });

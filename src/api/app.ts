@@ -6,12 +6,21 @@
 import { Hono, type Context } from 'hono';
 import { InputError } from '../errors.ts';
 import { UnknownModelError } from '../serving/model-registry.ts';
+import { OriginUnavailableError } from '../serving/retry.ts';
 import { DEFAULT_TEMPLATE_STOPS, renderChat } from './chat-template.ts';
 import { complete } from './completion.ts';
+import { requireApiKey } from './access.ts';
+import { admitted } from './admit.ts';
+import { methodNotAllowed } from './allowed-methods.ts';
+import { requireJsonBody } from './content-type.ts';
+import { corsHeaders } from './cors.ts';
 import { REQUEST_ID_HEADER, type ApiHost } from './host.ts';
 import { ApiError, internalErrorBody } from './errors.ts';
+import { rateLimited } from './rate-limit.ts';
+import { countFault, countRequests } from './observe.ts';
 import { readJsonBody } from './read-body.ts';
 import { ChatRequestSchema, CompletionRequestSchema, parseRequest, refuseUnsupported } from './request-schema.ts';
+import { registerTokenizeRoutes } from './tokenize.ts';
 
 export type ApiEnv<E> = { Bindings: E; Variables: { host: ApiHost; requestId: string } };
 
@@ -25,19 +34,34 @@ export function createApiApp<E extends object>(hostFor: (c: Context<ApiEnv<E>>) 
     await next();
     c.header(REQUEST_ID_HEADER, requestId);
   });
+  app.use(countRequests);
+  // CORS first: a preflight carries no key, and refusals need CORS headers for a browser to read them.
+  app.use(corsHeaders, requireApiKey, requireJsonBody);
+  // After the key check, so a request is counted under a checked key; a refused one takes no generation slot.
+  app.post('/v1/*', rateLimited);
+  app.on('POST', ['/v1/completions', '/v1/chat/completions'], admitted);
 
-  app.get('/health', (c) => {
+  app.get('/health', async (c) => {
     const { counters } = c.var.host.core;
+    const models = await c.var.host.core.modelHealth(c.var.host.background);
     return c.json({
-      status: 'ok',
+      // Degraded: some model cannot be served now; the others can (the isolate itself is fine).
+      status: models.some((m) => m.status === 'unavailable') ? 'degraded' : 'ok',
+      models,
       active_generations: counters.active,
+      queued_generations: c.var.host.core.admission.queued,
       tokens_generated: counters.tokensGenerated,
       cancelled_generations: counters.cancelled,
     });
   });
 
+  app.get(
+    '/metrics',
+    (c) => new Response(c.var.host.core.metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
+  );
+
   app.get('/v1/models', async (c) => {
-    const pointers = await c.var.host.core.listModels();
+    const pointers = await c.var.host.core.listModels(c.var.host.background);
     const data = pointers.map((p) => ({
       id: p.model,
       object: 'model',
@@ -83,11 +107,22 @@ export function createApiApp<E extends object>(hostFor: (c: Context<ApiEnv<E>>) 
     });
   });
 
-  app.notFound((c) =>
-    new ApiError(404, `Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found_error', null, 'unknown_url').toResponse(),
+  registerTokenizeRoutes(app);
+
+  app.notFound(
+    (c) =>
+      methodNotAllowed(app.routes, c.req.raw) ??
+      new ApiError(
+        404,
+        `Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`,
+        'not_found_error',
+        null,
+        'unknown_url',
+      ).toResponse(),
   );
   app.onError((error, c) => {
     const response = errorResponse(error, c.var.requestId);
+    if (response.status >= 500) countFault(c, c.var.host?.core.metrics);
     if (c.var.requestId) response.headers.set(REQUEST_ID_HEADER, c.var.requestId);
     return response;
   });
@@ -101,5 +136,6 @@ function errorResponse(error: Error, requestId: string | undefined): Response {
     return new ApiError(404, error.message, 'not_found_error', 'model', 'model_not_found').toResponse();
   if (error instanceof InputError) return new ApiError(error.status, error.message, 'invalid_request_error').toResponse();
   console.error(`request ${requestId} failed:`, error);
-  return Response.json(internalErrorBody(requestId), { status: 500 });
+  // The origin did not answer in time: unlike a corrupt object, worth trying again.
+  return Response.json(internalErrorBody(requestId), { status: error instanceof OriginUnavailableError ? 503 : 500 });
 }

@@ -1,11 +1,14 @@
 /**
  * One completion, as both endpoints answer it: pin the model's bundle, tokenize and check the
- * context, start the core's generation, and answer as JSON or as server-sent events.
+ * context, start the core's generation of its n choices, and answer as JSON or as server-sent
+ * events (the choices' chunks interleaved, each choice closed by its own finish chunk).
  */
-import type { GenerationRequest, TokenLogprob } from '../engine/generation.ts';
+import type { ChoiceResult, GenerationRequest, TokenLogprob } from '../engine/generation.ts';
 import type { LoadedBundle } from '../serving/serving-core.ts';
 import { VERSION_HEADER, type ApiHost } from './host.ts';
 import { ApiError, internalErrorBody } from './errors.ts';
+import { completionObserver } from './observe.ts';
+import { refuseOversizedPrompt } from './prompt-bound.ts';
 import {
   completeResponse,
   deltaChunk,
@@ -23,7 +26,21 @@ import type { ChatRequest, CompletionRequest } from './request-schema.ts';
 
 type SharedRequest = Pick<
   CompletionRequest & ChatRequest,
-  'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'stream' | 'stream_options'
+  | 'model'
+  | 'max_tokens'
+  | 'temperature'
+  | 'top_p'
+  | 'top_k'
+  | 'min_p'
+  | 'seed'
+  | 'stop'
+  | 'n'
+  | 'stream'
+  | 'stream_options'
+  | 'presence_penalty'
+  | 'frequency_penalty'
+  | 'repetition_penalty'
+  | 'logit_bias'
 > & {
   /** Alternatives to report per token, or null for no logprobs. */
   logprobs: number | null;
@@ -43,15 +60,18 @@ export interface CompletionCall {
 export async function complete({ host, requestId, signal, endpoint, request, promptOf }: CompletionCall): Promise<Response> {
   const { core } = host;
   const started = core.clock();
-  const bundle = await core.current(request.model); // pins one version for the whole response
+  const bundle = await core.current(request.model, host.background); // pins one version for the whole response
   const { prompt, stops } = promptOf(bundle);
+  refuseOversizedPrompt(bundle, prompt, endpoint); // before tokenizing: 1 MB costs seconds of CPU
   const promptIds = bundle.tokenizer.encode(prompt);
   const maxTokens = checkContext(bundle, promptIds.length, request.max_tokens, endpoint, host.limits.defaultMaxTokens);
+  const bias = logitBiasOf(bundle, request.logit_bias);
 
   // One signal cancels the generation: the client went away, or the stream was cancelled.
   const cancel = new AbortController();
   signal?.addEventListener('abort', () => cancel.abort());
   const requestStops = request.stop == null ? [] : typeof request.stop === 'string' ? [request.stop] : request.stop;
+  const n = request.n ?? 1;
   const generation: GenerationRequest = {
     promptIds,
     maxTokens,
@@ -59,13 +79,23 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
       temperature: request.temperature ?? 1,
       topP: request.top_p ?? 1,
       topK: request.top_k ?? 0,
+      minP: request.min_p ?? 0,
       seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
     },
+    adjustments: {
+      bias,
+      presencePenalty: request.presence_penalty ?? 0,
+      frequencyPenalty: request.frequency_penalty ?? 0,
+      repetitionPenalty: request.repetition_penalty ?? 1,
+    },
+    n,
     stop: [...requestStops, ...stops],
     logprobs: request.logprobs,
     signal: cancel.signal,
   };
   const { deltas, metrics } = core.generate(bundle, generation, host.background);
+  const route = endpoint === 'chat' ? '/v1/chat/completions' : '/v1/completions';
+  const observer = completionObserver(core.metrics, route, request.model, core.clock, started);
 
   const tokenText = tokenTextOf((id) => bundle.tokenizer.tokenBytes(id));
   const logprobsOf = (tokens: TokenLogprob[], textOffset = 0) =>
@@ -83,17 +113,21 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
     total_tokens: promptIds.length + completionTokens,
   });
   const summary = () => timingSummary(core.clock() - started, metrics());
+  const completionTokens = (choices: ChoiceResult[]) => choices.reduce((sum, c) => sum + c.completionTokens, 0);
 
   if (!request.stream) {
-    let output = '';
-    const tokens: TokenLogprob[] = [];
+    const texts = Array.from({ length: n }, () => '');
+    const tokens = Array.from({ length: n }, (): TokenLogprob[] => []);
     let next = await deltas.next();
     for (; !next.done; next = await deltas.next()) {
-      output += next.value.text;
-      tokens.push(...next.value.tokens);
+      observer.delta();
+      texts[next.value.index] += next.value.text;
+      tokens[next.value.index].push(...next.value.tokens);
     }
+    const choices = next.value.choices.map((c, i) => ({ text: texts[i], finishReason: c.finishReason, logprobs: logprobsOf(tokens[i]) }));
     const t = summary();
-    return Response.json(completeResponse(r, output, next.value.finishReason, usage(next.value.completionTokens), t, logprobsOf(tokens)), {
+    observer.finished(bundle.version, promptIds.length, completionTokens(next.value.choices), metrics());
+    return Response.json(completeResponse(r, choices, usage(completionTokens(next.value.choices)), t), {
       headers: { [VERSION_HEADER]: bundle.version, 'server-timing': serverTimingHeader(t) },
     });
   }
@@ -101,7 +135,8 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
   const encoder = new TextEncoder();
   const event = (data: object | string) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
   let startSent = false;
-  let streamedText = 0;
+  let finished = 0;
+  const streamedText = Array.from({ length: n }, () => 0);
   const body = new ReadableStream<Uint8Array>(
     {
       // Pull-based: the next token is computed only when the stream wants another chunk.
@@ -109,21 +144,28 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
         try {
           if (!startSent) {
             startSent = true;
-            return controller.enqueue(event(startChunk(r)));
+            for (let index = 0; index < n; index++) controller.enqueue(event(startChunk(r, index)));
+            return;
           }
           const next = await deltas.next();
           if (!next.done) {
-            controller.enqueue(event(deltaChunk(r, next.value.text, logprobsOf(next.value.tokens, streamedText))));
-            streamedText += next.value.text.length;
+            const { index, text, tokens, finish } = next.value;
+            observer.delta();
+            if (text || tokens.length) {
+              controller.enqueue(event(deltaChunk(r, index, text, logprobsOf(tokens, streamedText[index]))));
+              streamedText[index] += text.length;
+            }
+            if (finish) controller.enqueue(event(finishChunk(r, index, finish.finishReason, ++finished === n ? summary() : null)));
             return;
           }
-          controller.enqueue(event(finishChunk(r, next.value.finishReason, summary())));
-          if (request.stream_options?.include_usage) controller.enqueue(event(usageChunk(r, usage(next.value.completionTokens))));
+          observer.finished(bundle.version, promptIds.length, completionTokens(next.value.choices), metrics());
+          if (request.stream_options?.include_usage) controller.enqueue(event(usageChunk(r, usage(completionTokens(next.value.choices)))));
           controller.enqueue(event('[DONE]'));
           controller.close();
         } catch (error) {
           // The status line has gone out: the fault is reported in the stream, the details in the log.
           console.error(`request ${requestId} failed while generating:`, error);
+          observer.fault();
           controller.enqueue(event(internalErrorBody(requestId)));
           controller.close();
         }
@@ -169,4 +211,24 @@ function checkContext(
     );
   }
   return maxTokens ?? Math.min(defaultMaxTokens, context - promptTokens);
+}
+
+/** logit_bias as token id → bias, refusing an id outside the model's vocabulary. */
+function logitBiasOf(bundle: LoadedBundle, bias: Record<string, number> | null | undefined): Map<number, number> {
+  const V = bundle.manifest.config.vocab_size;
+  const map = new Map<number, number>();
+  for (const [key, value] of Object.entries(bias ?? {})) {
+    const id = Number(key);
+    if (!Number.isSafeInteger(id) || id >= V) {
+      throw new ApiError(
+        400,
+        `Invalid key in 'logit_bias': token id ${key} is outside the model's vocabulary of ${V} tokens.`,
+        'invalid_request_error',
+        'logit_bias',
+        'invalid_value',
+      );
+    }
+    map.set(id, value);
+  }
+  return map;
 }

@@ -1,5 +1,6 @@
 /** Errors in OpenAI's JSON shape: { error: { message, type, param, code } }. */
-export type ErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error' | 'service_unavailable';
+/** `requests`: OpenAI's type for a 429 of a requests-per-period limit. */
+export type ErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error' | 'service_unavailable' | 'requests';
 
 export class ApiError extends Error {
   constructor(

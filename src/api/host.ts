@@ -1,5 +1,7 @@
 /** What the API needs from its platform for one request. */
 import type { Background, ServingCore } from '../serving/serving-core.ts';
+import type { AccessSettings } from './access.ts';
+import type { RateLimitSettings } from './rate-limit.ts';
 
 export interface ApiLimits {
   maxBodyBytes: number;
@@ -11,6 +13,10 @@ export interface ApiLimits {
 export interface ApiHost {
   core: ServingCore;
   limits: ApiLimits;
+  /** API keys and CORS origins. */
+  access: AccessSettings;
+  /** Requests per API key or client address; none without it. */
+  rateLimit?: RateLimitSettings;
   background?: Background;
 }
 

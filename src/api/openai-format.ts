@@ -94,9 +94,13 @@ export function formatLogprobs(endpoint: Endpoint, tokens: TokenLogprob[], text:
 
 const chunkObject = (r: ResponseContext) => (r.endpoint === 'chat' ? 'chat.completion.chunk' : 'text_completion');
 
-/** A streamed chunk. Chat: the first delta names the role, the last is empty with the finish reason. */
+/**
+ * A streamed chunk of one choice. Chat: each choice's first delta names the role, its last is
+ * empty with the finish reason. Chunks of several choices interleave, told apart by `index`.
+ */
 function chunk(
   r: ResponseContext,
+  index: number,
   delta: Record<string, string>,
   text: string,
   finishReason: FinishReason | null,
@@ -105,39 +109,39 @@ function chunk(
 ): object {
   const choice =
     r.endpoint === 'chat'
-      ? { index: 0, delta, logprobs, finish_reason: finishReason }
-      : { index: 0, text, logprobs, finish_reason: finishReason };
+      ? { index, delta, logprobs, finish_reason: finishReason }
+      : { index, text, logprobs, finish_reason: finishReason };
   return { ...base(r, chunkObject(r)), choices: [choice], ...extra };
 }
 
-/** The first chunk: it carries the bundle version the whole response uses. */
-export const startChunk = (r: ResponseContext) =>
-  chunk(r, { role: 'assistant', content: '' }, '', null, { flexmem: { bundle_version: r.version } });
-export const deltaChunk = (r: ResponseContext, text: string, logprobs: object | null = null) =>
-  chunk(r, { content: text }, text, null, {}, logprobs);
-/** The last chunk with choices: the finish reason and the timing summary. */
-export const finishChunk = (r: ResponseContext, finishReason: FinishReason, timing: TimingSummary) =>
-  chunk(r, {}, '', finishReason, { flexmem: { bundle_version: r.version, timing } });
+/** A choice's first chunk: it carries the bundle version the whole response uses. */
+export const startChunk = (r: ResponseContext, index: number) =>
+  chunk(r, index, { role: 'assistant', content: '' }, '', null, { flexmem: { bundle_version: r.version } });
+export const deltaChunk = (r: ResponseContext, index: number, text: string, logprobs: object | null = null) =>
+  chunk(r, index, { content: text }, text, null, {}, logprobs);
+/** A choice's last chunk: its finish reason; the last choice to finish carries the timing summary of the response. */
+export const finishChunk = (r: ResponseContext, index: number, finishReason: FinishReason, timing: TimingSummary | null) =>
+  chunk(r, index, {}, '', finishReason, { flexmem: { bundle_version: r.version, ...(timing && { timing }) } });
 
 export function usageChunk(r: ResponseContext, usage: Usage): object {
   return { ...base(r, chunkObject(r)), choices: [], usage };
 }
 
-export function completeResponse(
-  r: ResponseContext,
-  text: string,
-  finishReason: FinishReason,
-  usage: Usage,
-  timing: TimingSummary,
-  logprobs: object | null = null,
-): object {
-  const choice =
-    r.endpoint === 'chat'
-      ? { index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs, finish_reason: finishReason }
-      : { index: 0, text, logprobs, finish_reason: finishReason };
+/** One finished choice of a non-streamed response. */
+export interface ChoiceOutput {
+  text: string;
+  finishReason: FinishReason;
+  logprobs: object | null;
+}
+
+export function completeResponse(r: ResponseContext, choices: ChoiceOutput[], usage: Usage, timing: TimingSummary): object {
   return {
     ...base(r, r.endpoint === 'chat' ? 'chat.completion' : 'text_completion'),
-    choices: [choice],
+    choices: choices.map(({ text, finishReason, logprobs }, index) =>
+      r.endpoint === 'chat'
+        ? { index, message: { role: 'assistant', content: text, refusal: null }, logprobs, finish_reason: finishReason }
+        : { index, text, logprobs, finish_reason: finishReason },
+    ),
     usage,
     flexmem: { bundle_version: r.version, timing },
   };

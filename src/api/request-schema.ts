@@ -7,6 +7,17 @@ import { ApiError } from './errors.ts';
 
 const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(4)]).nullish();
 
+/**
+ * The most choices (`n`) one request may ask for. Each choice is a full generation on this
+ * isolate's one wasm instance (they share the prefill, then take turns through the session
+ * queue, src/serving/session-queue.ts) with its own KV cache in the isolate's 128 MB: a request
+ * of n choices costs about n times the decode time of one, in one request's CPU-time limit.
+ */
+export const MAX_CHOICES = 4;
+
+/** OpenAI's logit_bias: token ids (as strings) to a bias in [-100, 100]; ids are checked against the model's vocabulary later. */
+const logitBias = z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullish();
+
 const common = {
   model: z.string().min(1),
   max_tokens: z.number().int().min(1).nullish(),
@@ -16,11 +27,16 @@ const common = {
   top_k: z.number().int().min(0).nullish(),
   seed: z.number().int().nullish(),
   stop,
-  n: z.number().int().min(1).max(128).nullish(),
+  n: z.number().int().min(1).max(MAX_CHOICES, `at most ${MAX_CHOICES} choices per request`).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
+  logit_bias: logitBias,
+  /** vLLM's: keep the tokens with p ≥ min_p · p_max. */
+  min_p: z.number().min(0).max(1).nullish(),
+  /** vLLM's: divide the positive logits, multiply the negative, of tokens in the prompt and the output. */
+  repetition_penalty: z.number().gt(0).nullish(),
   user: z.string().nullish(),
 };
 
@@ -33,12 +49,14 @@ export const CompletionRequestSchema = z.object({
 
 const content = z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() })).min(1)]);
 
+export const MessagesSchema = z
+  .array(z.object({ role: z.enum(['system', 'developer', 'user', 'assistant']), content, name: z.string().optional() }))
+  .min(1, 'messages must contain at least one message');
+
 export const ChatRequestSchema = z.object({
   ...common,
   max_completion_tokens: z.number().int().min(1).nullish(),
-  messages: z
-    .array(z.object({ role: z.enum(['system', 'developer', 'user', 'assistant']), content, name: z.string().optional() }))
-    .min(1, 'messages must contain at least one message'),
+  messages: MessagesSchema,
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
 });
@@ -55,9 +73,11 @@ export function parseRequest<T>(schema: z.ZodType<T>, body: unknown): T {
   const issue = parsed.error.issues[0];
   const param = issue.path.join('.') || null;
   const missing = !parsedPathExists(body, issue.path);
+  // A bad key of a record (logit_bias) is best explained by the key's own rule.
+  const message = issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? issue.message) : issue.message;
   throw new ApiError(
     400,
-    missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param}': ${issue.message}.`,
+    missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param}': ${message}.`,
     'invalid_request_error',
     param,
     missing ? 'missing_required_parameter' : 'invalid_value',
@@ -69,9 +89,6 @@ export function refuseUnsupported(request: CompletionRequest | ChatRequest): voi
   const refuse = (param: string, message: string) => {
     throw new ApiError(400, message, 'invalid_request_error', param, 'unsupported_value');
   };
-  if ((request.n ?? 1) !== 1) refuse('n', `Only n=1 is supported (got n=${request.n}).`);
-  if (request.presence_penalty) refuse('presence_penalty', 'presence_penalty is not supported; send 0 or omit it.');
-  if (request.frequency_penalty) refuse('frequency_penalty', 'frequency_penalty is not supported; send 0 or omit it.');
   if ('echo' in request && request.echo) refuse('echo', 'echo is not supported.');
 }
 

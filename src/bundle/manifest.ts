@@ -8,6 +8,7 @@ import { InputError } from '../errors.ts';
 import { parseConfig, type ModelConfig } from '../model/config.ts';
 import { sha256Hex } from '../util/sha256.ts';
 import { TABLE_DTYPES, type RowLayout } from './row-codec.ts';
+import { ROW_CHECKSUM_ALGORITHM } from './row-checksums.ts';
 
 export const BUNDLE_FORMAT = 'flexmem-bundle/1';
 export const MANIFEST_FILE = 'manifest.json';
@@ -23,6 +24,10 @@ export type ObjectRef = z.infer<typeof ObjectRefSchema>;
 
 const ShardSchema = ObjectRefSchema.extend({ firstToken: z.number().int().nonnegative(), tokenCount: z.number().int().positive() });
 export type TableShard = z.infer<typeof ShardSchema>;
+
+/** The checksum of every table row (src/bundle/row-checksums.ts): range reads are checked against it. */
+const RowChecksumsSchema = ObjectRefSchema.extend({ algorithm: z.literal(ROW_CHECKSUM_ALGORITHM) });
+export type RowChecksumsRef = z.infer<typeof RowChecksumsSchema>;
 
 const ManifestSchema = z.object({
   format: z.literal(BUNDLE_FORMAT),
@@ -46,6 +51,7 @@ const ManifestSchema = z.object({
         ),
       }),
       shards: z.array(ShardSchema),
+      checksums: RowChecksumsSchema,
     })
     .nullable(),
   chatTemplate: z.string().optional(),
@@ -60,7 +66,7 @@ export interface BundleManifest {
   config: ModelConfig;
   objects: { compute: ObjectRef; tokenizer: ObjectRef; reference?: ObjectRef };
   /** Null for a model without memory layers. */
-  tables: { layout: RowLayout; shards: TableShard[] } | null;
+  tables: { layout: RowLayout; shards: TableShard[]; checksums: RowChecksumsRef } | null;
   /** The checkpoint's Jinja chat template (tokenizer_config.json), if it has one. */
   chatTemplate?: string;
   /** For a patch: the version it edits. */
@@ -89,6 +95,10 @@ export async function versionId(manifest: Omit<BundleManifest, 'version'>): Prom
 }
 
 export function parseManifest(raw: unknown, source = MANIFEST_FILE): BundleManifest {
+  // Rows that cannot be checked are not served: a corrupt row still yields fluent, wrong text.
+  const tables = (raw as { tables?: unknown } | null)?.tables;
+  if (tables && typeof tables === 'object' && !('checksums' in tables))
+    throw new InputError(`${source}: a bundle built without row checksums (by an older flexmem); rebuild it with \`flexmem build\``);
   const parsed = ManifestSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

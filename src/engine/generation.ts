@@ -1,11 +1,16 @@
 /**
  * The generation loop, the one the worker and `flexmem run` both run: a prefill step over the
- * prompt, then one cached decode step per token, with sampling, the end-of-sequence token, stop
- * sequences, logprobs, text streaming, per-isolate counters and cancellation through one
- * AbortSignal. It yields text deltas and returns why it finished.
+ * prompt, then one cached decode step per token, with logit bias and penalties, sampling, the
+ * end-of-sequence token, stop sequences, logprobs, text streaming, per-isolate counters and
+ * cancellation through one AbortSignal. It yields text deltas and returns why each choice finished.
+ *
+ * The n choices of a request share the prefill: each decodes its own copy of the KV cache (a step
+ * replaces the state's tensors and never writes into them, so a shallow copy is a fork), and they
+ * take turns a token at a time, so a stream interleaves them.
  */
 import { Random } from '../util/random.ts';
-import type { Decoder } from './decoder.ts';
+import type { Decoder, DecoderState } from './decoder.ts';
+import { LogitAdjuster, type LogitAdjustments } from './logit-adjustments.ts';
 import { logProbability, sampleToken, topLogProbabilities, type SamplingOptions } from './sampler.ts';
 import { StopSequences } from './stop-sequences.ts';
 import { TextStreamer } from './text-streamer.ts';
@@ -13,8 +18,16 @@ import { TextStreamer } from './text-streamer.ts';
 /** Everything one generation is asked to do: the per-request state travels in this one object. */
 export interface GenerationRequest {
   promptIds: readonly number[];
+  /** Per choice. */
   maxTokens: number;
   sampling: SamplingOptions & { seed: number };
+  /** Logit bias and penalties (none when absent). */
+  adjustments?: LogitAdjustments;
+  /**
+   * Independent completions of the prompt (1 when absent). Choice i draws from seed + i, as vLLM
+   * seeds its parallel samples, so choice 0 is the completion n = 1 gives for the same seed.
+   */
+  n?: number;
   /** Strings that end the text (never emitted). */
   stop: readonly string[];
   /** Report each token's log-probability and this many alternatives; null for none. */
@@ -32,22 +45,30 @@ export interface GenerationModel {
 
 export type FinishReason = 'stop' | 'length';
 
-/** A generated token's log-probability under the model (softmax of the raw logits). */
+/** A generated token's log-probability under the model (softmax of the raw logits, before bias and penalties). */
 export interface TokenLogprob {
   id: number;
   logprob: number;
   top: { id: number; logprob: number }[];
 }
 
-/** Text safe to emit, and the tokens generated since the previous delta (when asked for). */
+export interface ChoiceResult {
+  finishReason: FinishReason;
+  completionTokens: number;
+}
+
+/** Text of one choice safe to emit, and the tokens it generated since its previous delta (when asked for). */
 export interface TextDelta {
+  index: number;
   text: string;
   tokens: TokenLogprob[];
+  /** Set on a choice's last delta (whose text may be empty). */
+  finish: ChoiceResult | null;
 }
 
 export interface GenerationResult {
-  finishReason: FinishReason;
-  completionTokens: number;
+  /** By index. */
+  choices: ChoiceResult[];
 }
 
 /** What /health reports about this isolate's generations. */
@@ -65,6 +86,21 @@ export class GenerationCounters {
  */
 const yieldToEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
+/** One choice's sequence and everything that turns its tokens into text. */
+interface Choice {
+  index: number;
+  state: DecoderState;
+  /** The logits of its next position. */
+  logits: Float32Array;
+  rng: Random;
+  adjuster: LogitAdjuster;
+  streamer: TextStreamer;
+  stops: StopSequences;
+  completionTokens: number;
+  pendingTokens: TokenLogprob[];
+  finish: ChoiceResult | null;
+}
+
 export async function* generate(
   model: GenerationModel,
   request: GenerationRequest,
@@ -73,15 +109,16 @@ export async function* generate(
   const { decoder } = model;
   const { signal } = request;
   const V = decoder.config.vocab_size;
-  const rng = new Random(request.sampling.seed);
-  const streamer = new TextStreamer((ids) => model.decode(ids));
-  const stops = new StopSequences(request.stop);
-  let completionTokens = 0;
-  let pendingTokens: TokenLogprob[] = [];
-  const delta = (text: string): TextDelta => {
-    const out = { text, tokens: pendingTokens };
-    pendingTokens = [];
+  const delta = (choice: Choice, text: string): TextDelta => {
+    const out = { index: choice.index, text, tokens: choice.pendingTokens, finish: choice.finish };
+    choice.pendingTokens = [];
     return out;
+  };
+  /** Ends a choice: whatever text was held back, and why it finished. */
+  const end = (choice: Choice, reason: FinishReason): TextDelta => {
+    const rest = choice.stops.push(choice.streamer.flush()) + choice.stops.flush();
+    choice.finish = { finishReason: choice.stops.stopped ? 'stop' : reason, completionTokens: choice.completionTokens };
+    return delta(choice, rest);
   };
   // Released once: at the end, or as soon as the signal aborts. After a disconnect workerd
   // cancels the request's I/O context, so a generation parked on a timer never runs again
@@ -96,31 +133,56 @@ export async function* generate(
   counters.active++;
   signal?.addEventListener('abort', release);
   try {
-    let finishReason: FinishReason = 'length';
-    const state = decoder.start();
-    let logits = await decoder.step(state, request.promptIds);
-    logits = logits.subarray((request.promptIds.length - 1) * V);
-    while (completionTokens < request.maxTokens && !signal?.aborted) {
-      const id = sampleToken(logits, request.sampling, rng);
-      if (id === model.eosTokenId) {
-        finishReason = 'stop';
-        break;
+    const prefill = decoder.start();
+    const logits = (await decoder.step(prefill, request.promptIds)).subarray((request.promptIds.length - 1) * V);
+    const promptIds = new Set(request.promptIds);
+    const choices: Choice[] = Array.from({ length: request.n ?? 1 }, (_, index) => ({
+      index,
+      state: { length: prefill.length, past: { ...prefill.past } },
+      logits,
+      rng: new Random(request.sampling.seed + index),
+      adjuster: new LogitAdjuster(request.adjustments ?? {}, promptIds),
+      streamer: new TextStreamer((ids) => model.decode(ids)),
+      stops: new StopSequences(request.stop),
+      completionTokens: 0,
+      pendingTokens: [],
+      finish: null,
+    }));
+    let live = choices;
+    while (live.length > 0) {
+      for (const choice of live) {
+        if (signal?.aborted) {
+          yield end(choice, 'stop');
+          continue;
+        }
+        const id = sampleToken(choice.adjuster.apply(choice.logits), request.sampling, choice.rng);
+        if (id === model.eosTokenId) {
+          yield end(choice, 'stop');
+          continue;
+        }
+        choice.completionTokens++;
+        counters.tokensGenerated++;
+        choice.adjuster.accept(id);
+        if (request.logprobs !== null) {
+          const { logits: raw } = choice;
+          choice.pendingTokens.push({ id, logprob: logProbability(raw, id), top: topLogProbabilities(raw, request.logprobs) });
+        }
+        const text = choice.stops.push(choice.streamer.push(id));
+        if (text) yield delta(choice, text);
+        if (choice.stops.stopped) {
+          yield end(choice, 'stop');
+          continue;
+        }
+        if (choice.completionTokens === request.maxTokens || choice.state.length + 1 > decoder.config.max_position_embeddings) {
+          yield end(choice, 'length');
+          continue;
+        }
+        await yieldToEventLoop();
+        choice.logits = await decoder.step(choice.state, [id]);
       }
-      completionTokens++;
-      counters.tokensGenerated++;
-      if (request.logprobs !== null)
-        pendingTokens.push({ id, logprob: logProbability(logits, id), top: topLogProbabilities(logits, request.logprobs) });
-      const text = stops.push(streamer.push(id));
-      if (text) yield delta(text);
-      if (stops.stopped) break;
-      if (completionTokens === request.maxTokens || state.length + 1 > decoder.config.max_position_embeddings) break;
-      await yieldToEventLoop();
-      logits = await decoder.step(state, [id]);
+      live = live.filter((c) => c.finish === null);
     }
-    if (signal?.aborted) finishReason = 'stop';
-    const rest = stops.push(streamer.flush()) + stops.flush();
-    if (rest || pendingTokens.length) yield delta(rest);
-    return { finishReason: stops.stopped ? 'stop' : finishReason, completionTokens };
+    return { choices: choices.map((c) => c.finish!) };
   } finally {
     signal?.removeEventListener('abort', release);
     release();

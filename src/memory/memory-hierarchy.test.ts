@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BundleManifest } from '../bundle/manifest.ts';
+import { decodeRowChecksums, encodeRowChecksums } from '../bundle/row-checksums.ts';
 import { encodeRows, rowLayout } from '../bundle/row-codec.ts';
 import type { RangeReader } from '../bundle/row-source.ts';
 import { parseConfig } from '../model/config.ts';
@@ -18,7 +19,9 @@ const table = encodeRows(
 const tables: NonNullable<BundleManifest['tables']> = {
   layout,
   shards: [{ path: 'tables/rows-00000.bin', bytes: table.byteLength, sha256: '0'.repeat(64), firstToken: 0, tokenCount: V }],
+  checksums: { path: 'tables/rows.crc32c', bytes: 4 * V, sha256: '0'.repeat(64), algorithm: 'crc32c' },
 };
+const rowChecksums = decodeRowChecksums(encodeRowChecksums(table, layout.rowBytes), V);
 
 function countingOrigin() {
   const reads: { offset: number; length: number }[] = [];
@@ -37,7 +40,7 @@ describe('the memory hierarchy', () => {
   it('returns the right rows, reading only the origin once, then serving repeats from the isolate', async () => {
     const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, hotSetBytes: 0, pageBytes: 1, coalesceGapBytes: 0 });
     const { reads, reader } = countingOrigin();
-    const rows = hierarchy.rowsFor({ version: 'v1', tables, origin: reader });
+    const rows = hierarchy.rowsFor({ version: 'v1', tables, origin: reader, rowChecksums });
     const { stats } = rows;
     const out = await rows.rows([7, 8, 9, 300, 7]);
     expect([0, 1, 2, 3, 4].map((i) => out[i * layout.rowValues])).toEqual([7, 8, 9, 300, 7]);
@@ -55,7 +58,7 @@ describe('the memory hierarchy', () => {
     ] as const) {
       const hierarchy = new MemoryHierarchy([], { ...DEFAULT_HIERARCHY, hotSetBytes: 0, pageBytes: 1, coalesceGapBytes: gap });
       const { reads, reader } = countingOrigin();
-      const out = await hierarchy.rowsFor({ version: 'v1', tables, origin: reader }).rows(scattered);
+      const out = await hierarchy.rowsFor({ version: 'v1', tables, origin: reader, rowChecksums }).rows(scattered);
       expect(scattered.map((_, i) => out[i * layout.rowValues])).toEqual(scattered);
       expect(reads).toHaveLength(expectedReads);
     }
@@ -70,7 +73,7 @@ describe('the memory hierarchy', () => {
       coalesceGapBytes: 0,
     });
     const { reads, reader } = countingOrigin();
-    const rows = hierarchy.rowsFor({ version: 'v3', tables, origin: reader });
+    const rows = hierarchy.rowsFor({ version: 'v3', tables, origin: reader, rowChecksums });
     const out = await rows.rows([3, 50, 99, 400]);
     const { stats } = rows;
     expect([0, 1, 2, 3].map((i) => out[i * layout.rowValues])).toEqual([3, 50, 99, 400]);
@@ -84,7 +87,13 @@ describe('the memory hierarchy', () => {
   it('serves a patch override before the table', async () => {
     const hierarchy = new MemoryHierarchy([], DEFAULT_HIERARCHY);
     const override = encodeRows(new Float32Array(layout.rowValues).fill(-1), 1, layout);
-    const rows = hierarchy.rowsFor({ version: 'v2', tables, origin: countingOrigin().reader, overrides: new Map([[5, override]]) });
+    const rows = hierarchy.rowsFor({
+      version: 'v2',
+      tables,
+      origin: countingOrigin().reader,
+      rowChecksums,
+      overrides: new Map([[5, override]]),
+    });
     const out = await rows.rows([5, 6]);
     const { stats } = rows;
     expect(out[0]).toBe(-1);

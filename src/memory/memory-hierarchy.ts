@@ -3,12 +3,17 @@
  * then L1 (Cache API pages), L2 (KV pages), and finally read from L3, the origin bucket, with
  * neighbouring pages coalesced into one range read and at most `originConcurrency` reads in
  * flight. Every request gets its own RowSource pinned to one bundle version, with its own stats.
+ * Every row is checked against its checksum (src/bundle/row-checksums.ts) before it is used or
+ * cached: rows read from the origin, and rows of L1/L2 pages too (a row costs well under a
+ * microsecond to check, and a cache is not where corrupt bytes should be able to hide).
  * The serving core (src/serving/serving-core.ts) owns one per isolate; the CLI's has no page caches.
  */
 import type { BundleManifest, TableShard } from '../bundle/manifest.ts';
+import { firstCorruptRow, ROW_CHECKSUM_ALGORITHM, rowChecksum } from '../bundle/row-checksums.ts';
 import { decodeRow, type RowLayout } from '../bundle/row-codec.ts';
 import type { RangeReader, RowSource } from '../bundle/row-source.ts';
 import { InternalError } from '../errors.ts';
+import { objectKey } from '../storage/object-store.ts';
 import { mapWithConcurrency } from '../util/concurrency.ts';
 import { IsolateRowCache } from './isolate-cache.ts';
 import type { PageCache } from './page-cache.ts';
@@ -67,6 +72,8 @@ export interface RowRequest {
   origin: RangeReader;
   /** A patch's rows (stored layout) by token id: they take precedence over the tables. */
   overrides?: ReadonlyMap<number, Uint8Array>;
+  /** The checksum of every table row, by token id: no row is used or cached unless it matches. */
+  rowChecksums: Uint32Array;
   /** Keeps background work (cache fills, hot-set loads) alive after the response: ctx.waitUntil. */
   background?: (work: Promise<unknown>) => void;
 }
@@ -76,6 +83,7 @@ export type CountedRowSource = RowSource & { readonly stats: TierStats };
 
 interface RequestIO {
   origin: RangeReader;
+  rowChecksums: Uint32Array;
   stats: TierStats;
   background: (work: Promise<unknown>) => void;
 }
@@ -95,6 +103,8 @@ export class MemoryHierarchy {
   constructor(
     private readonly pageCaches: PageCache[],
     private readonly config: HierarchyConfig = DEFAULT_HIERARCHY,
+    /** Called for each origin read whose rows fail their checksum (metrics). */
+    private readonly onChecksumFailure: () => void = () => {},
   ) {
     this.isolate = new IsolateRowCache(config.isolateBytes);
   }
@@ -103,7 +113,12 @@ export class MemoryHierarchy {
   rowsFor(request: RowRequest): CountedRowSource {
     const { version, tables, overrides = new Map<number, Uint8Array>() } = request;
     const stats = emptyTierStats();
-    const io: RequestIO = { origin: request.origin, stats, background: request.background ?? (() => {}) };
+    const io: RequestIO = {
+      origin: request.origin,
+      rowChecksums: request.rowChecksums,
+      stats,
+      background: request.background ?? (() => {}),
+    };
     // Rows are cached under the version that owns the tables, so a patch shares its base's cache.
     const tableVersion = tables.shards[0]?.from ?? version;
     this.startHotSetLoad(tableVersion, tables, io);
@@ -185,13 +200,31 @@ export class MemoryHierarchy {
       [...pages.values()].map(async (entry) => {
         for (const cache of this.pageCaches) {
           const page = await cache.get(entry.ref.key);
-          if (page) return this.usePage(version, entry, page, rowsPerPage, rowBytes, found, () => stats.rows[cache.tier]++);
+          // A page was checked before it was cached; one that no longer matches is a miss, and the
+          // origin's checked copy then replaces it.
+          if (page && this.intactRows(entry, page, rowsPerPage, rowBytes, io.rowChecksums))
+            return this.usePage(version, entry, page, rowsPerPage, rowBytes, found, () => stats.rows[cache.tier]++);
         }
         fromOrigin.push(entry);
       }),
     );
     if (fromOrigin.length) await this.readFromOrigin(version, tables, io, fromOrigin, found);
     return found;
+  }
+
+  /** Whether the page holds every row `entry` wants, each matching its checksum. */
+  private intactRows(
+    entry: { ref: PageRef; ids: number[] },
+    page: Uint8Array,
+    rowsPerPage: number,
+    rowBytes: number,
+    checksums: Uint32Array,
+  ): boolean {
+    const first = entry.ref.shard.firstToken + entry.ref.page * rowsPerPage;
+    return entry.ids.every((id) => {
+      const row = page.subarray((id - first) * rowBytes, (id - first + 1) * rowBytes);
+      return row.byteLength === rowBytes && rowChecksum(row) === checksums[id];
+    });
   }
 
   private usePage(
@@ -230,14 +263,43 @@ export class MemoryHierarchy {
       const firstPage = run.entries[0].ref.page;
       const offset = firstPage * pageBytes;
       const length = Math.min((run.entries.at(-1)!.ref.page - firstPage + 1) * pageBytes, run.shard.bytes - offset);
-      const bytes = await origin.read(run.shard, offset, length);
-      if (bytes.byteLength !== length)
-        throw new InternalError(`short origin read: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
-      stats.originRequests++;
-      stats.originBytes += length;
+      const read = async () => {
+        const bytes = await origin.read(run.shard, offset, length);
+        if (bytes.byteLength !== length)
+          throw new InternalError(`short origin read: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
+        stats.originRequests++;
+        stats.originBytes += length;
+        return bytes;
+      };
+      const pageIn = (bytes: Uint8Array, entry: { ref: PageRef }) => {
+        const start = (entry.ref.page - firstPage) * pageBytes;
+        return bytes.subarray(start, Math.min(start + pageBytes, bytes.byteLength));
+      };
+      // Whole pages are checked, as whole pages are cached; pages read only to fill a gap are not used.
+      const corruptRow = (bytes: Uint8Array) => {
+        for (const entry of run.entries) {
+          const first = run.shard.firstToken + entry.ref.page * rowsPerPage;
+          const bad = firstCorruptRow(pageIn(bytes, entry), rowBytes, first, io.rowChecksums);
+          if (bad >= 0) return bad;
+        }
+        return -1;
+      };
+      let bytes = await read();
+      // A read damaged on its way is read once more; damage that persists is the store's.
+      if (corruptRow(bytes) >= 0) {
+        this.onChecksumFailure();
+        bytes = await read();
+      }
+      const bad = corruptRow(bytes);
+      if (bad >= 0) {
+        this.onChecksumFailure();
+        throw new InternalError(
+          `${objectKey(version, run.shard)}: the row of token ${bad} (bytes ${(bad - run.shard.firstToken) * rowBytes}+${rowBytes}) ` +
+            `does not match its ${ROW_CHECKSUM_ALGORITHM}, read twice; refusing to serve it`,
+        );
+      }
       for (const entry of run.entries) {
-        const start = (entry.ref.page - firstPage) * rowsPerPage * rowBytes;
-        const page = bytes.subarray(start, Math.min(start + rowsPerPage * rowBytes, bytes.byteLength));
+        const page = pageIn(bytes, entry);
         this.usePage(version, entry, page, rowsPerPage, rowBytes, found, () => stats.rows.origin++);
         const copy = page.slice();
         for (const cache of this.pageCaches) io.background(cache.put(entry.ref.key, copy).catch(() => {}));
@@ -295,9 +357,19 @@ export class MemoryHierarchy {
       return;
     }
     this.pendingHot.set(version, count);
+    const { rowBytes } = tables.layout;
     const load = (async () => {
-      const bytes = await io.origin.read(shard, 0, count * tables.layout.rowBytes);
-      if (bytes.byteLength === count * tables.layout.rowBytes) this.isolate.setHotSet(version, tables.layout.rowBytes, bytes);
+      const read = () => io.origin.read(shard, 0, count * rowBytes);
+      let bytes = await read();
+      if (firstCorruptRow(bytes, rowBytes, shard.firstToken, io.rowChecksums) >= 0) {
+        this.onChecksumFailure();
+        bytes = await read();
+      }
+      // The hot set stops before a row that is still corrupt: that row and the ones after it come
+      // through pages, where a request that needs the corrupt one fails with the details.
+      const bad = firstCorruptRow(bytes, rowBytes, shard.firstToken, io.rowChecksums);
+      const intact = bad < 0 ? bytes : bytes.slice(0, (bad - shard.firstToken) * rowBytes);
+      if (intact.byteLength) this.isolate.setHotSet(version, rowBytes, intact);
     })()
       .catch(() => {
         this.hotLoads.delete(version); // a failed load is retried by a later request

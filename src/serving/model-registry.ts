@@ -7,11 +7,14 @@
  */
 import type { InferenceSession } from 'onnxruntime-common';
 import type { BundleManifest } from '../bundle/manifest.ts';
+import { decodeRowChecksums } from '../bundle/row-checksums.ts';
 import type { StepSession } from '../engine/decoder.ts';
 import { InputError, InternalError } from '../errors.ts';
 import { MODEL_NAME, MODELS_PREFIX, objectKey, pointerKey, VERSION_ID, type ModelPointer } from '../storage/object-store.ts';
 import { TextTokenizer } from '../tokenizer/tokenizer.ts';
 import { parseStored, type BundleReader } from './bundle-reader.ts';
+import { ServableModels } from './model-list.ts';
+import { StaleWhileError } from './stale-while-error.ts';
 import { queuedSession } from './session-queue.ts';
 
 export interface LoadedBundle {
@@ -22,6 +25,8 @@ export interface LoadedBundle {
   session: StepSession;
   /** A patch's rows (stored layout), by token id: they take precedence over the tables. */
   overrides: ReadonlyMap<number, Uint8Array>;
+  /** The checksum of every table row, by token id (empty without tables): rows read are checked against it. */
+  rowChecksums: Uint32Array;
 }
 
 /** Which graph a loaded bundle runs: the served one, or the reference oracle (memory path in-graph). */
@@ -29,6 +34,8 @@ export type GraphChoice = 'compute' | 'reference';
 
 export interface RegistryOptions {
   pointerTtlMs: number;
+  /** How long a held pointer keeps serving while re-reading it fails. */
+  pointerMaxStaleMs: number;
   /** Loaded versions kept per isolate (memory is 128 MB). */
   maxLoadedVersions: number;
   graph: GraphChoice;
@@ -36,6 +43,14 @@ export interface RegistryOptions {
   /** Called with a version evicted from the isolate, so its cached rows can go too. */
   onEvict: (version: string) => void;
   now: () => number;
+}
+
+type Background = (work: Promise<unknown>) => void;
+
+export interface ModelHealth {
+  model: string;
+  version: string | null;
+  status: 'ready' | 'available' | 'unavailable';
 }
 
 export class UnknownModelError extends InputError {
@@ -46,33 +61,63 @@ export class UnknownModelError extends InputError {
 const unknownModel = (model: string) => new UnknownModelError(model);
 
 export class ModelRegistry {
-  private readonly pointers = new Map<string, { pointer: Promise<ModelPointer>; readAt: number }>();
+  private readonly pointers: StaleWhileError<ModelPointer>;
   private readonly bundles = new Map<string, Promise<LoadedBundle>>();
-  private modelList: { names: Promise<string[]>; readAt: number } | null = null;
+  private readonly modelNames: StaleWhileError<string[]>;
+  private readonly servable = new ServableModels();
+  /** Versions whose load has finished and that are still held. */
+  private readonly ready = new Set<string>();
 
   constructor(
     private readonly reader: BundleReader,
     private readonly options: RegistryOptions,
-  ) {}
+  ) {
+    const stale = {
+      ttlMs: options.pointerTtlMs,
+      maxStaleMs: options.pointerMaxStaleMs,
+      settleMs: reader.settleMs,
+      now: options.now,
+      log: (message: string) => console.warn(message),
+    };
+    this.pointers = new StaleWhileError((model) => this.readPointer(model), pointerKey, stale);
+    this.modelNames = new StaleWhileError(
+      (prefix) =>
+        reader.list(prefix).then((keys) => keys.filter((k) => k.endsWith('.json')).map((k) => k.slice(prefix.length, -'.json'.length))),
+      (prefix) => `the model list (${prefix})`,
+      stale,
+    );
+  }
 
   /** The bundle `model` serves now. */
-  async current(model: string): Promise<LoadedBundle> {
-    const pointer = await this.pointer(model);
+  /** `background` keeps a pointer read it starts alive past its request (Workers: ctx.waitUntil). */
+  async current(model: string, background?: Background): Promise<LoadedBundle> {
+    const pointer = await this.pointer(model, background);
     return this.load(pointer.version);
   }
 
-  /** Every model with a pointer in the store, and the version it serves. */
-  async list(): Promise<ModelPointer[]> {
-    const now = this.options.now();
-    if (!this.modelList || now - this.modelList.readAt > this.options.pointerTtlMs) {
-      const names = this.reader
-        .list(MODELS_PREFIX)
-        .then((keys) => keys.filter((k) => k.endsWith('.json')).map((k) => k.slice(MODELS_PREFIX.length, -'.json'.length)));
-      this.modelList = { names, readAt: now };
-      names.catch(() => (this.modelList = null));
-    }
-    const names = await this.modelList.names;
-    return Promise.all(names.map((name) => this.pointer(name)));
+  /** Every model with a pointer in the store that can be served, and the version it serves. */
+  async list(background?: Background): Promise<ModelPointer[]> {
+    const names = (await this.modelNames.get(MODELS_PREFIX, background)) ?? [];
+    return this.servable.list(names, (name) => this.pointer(name, background));
+  }
+
+  /**
+   * Whether each model can be served, as this isolate knows it: `ready` (its version is loaded
+   * here), `available` (its pointer reads; the version loads on the first request), or
+   * `unavailable` (the pointer cannot be read or is malformed; the log has why).
+   */
+  async health(background?: Background): Promise<ModelHealth[]> {
+    const names = (await this.modelNames.get(MODELS_PREFIX, background).catch(() => null)) ?? [];
+    return Promise.all(
+      names.map(async (model) => {
+        try {
+          const { version } = await this.pointer(model, background);
+          return { model, version, status: this.ready.has(version) ? ('ready' as const) : ('available' as const) };
+        } catch {
+          return { model, version: null, status: 'unavailable' as const };
+        }
+      }),
+    );
   }
 
   /** A version by id, whichever model serves it (or none). */
@@ -81,10 +126,14 @@ export class ModelRegistry {
     if (!loaded) {
       loaded = this.loadBundle(version);
       this.bundles.set(version, loaded);
-      loaded.catch(() => this.bundles.delete(version));
+      loaded.then(
+        () => this.bundles.has(version) && this.ready.add(version),
+        () => this.bundles.delete(version),
+      );
       while (this.bundles.size > this.options.maxLoadedVersions) {
         const oldest = this.bundles.keys().next().value!;
         this.bundles.delete(oldest);
+        this.ready.delete(oldest);
         this.options.onEvict(oldest);
       }
     }
@@ -105,40 +154,41 @@ export class ModelRegistry {
     );
   }
 
-  private pointer(model: string): Promise<ModelPointer> {
-    if (!MODEL_NAME.test(model)) return Promise.reject(unknownModel(model));
-    const now = this.options.now();
-    const cached = this.pointers.get(model);
-    if (cached && now - cached.readAt <= this.options.pointerTtlMs) return cached.pointer;
-    const pointer = this.reader.optional(pointerKey(model)).then((bytes) => {
-      if (!bytes) throw unknownModel(model);
-      return parseStored(pointerKey(model), () => parsePointer(model, JSON.parse(new TextDecoder().decode(bytes))));
-    });
-    this.pointers.set(model, { pointer, readAt: now });
-    // A failed read is not cached: the next request tries again (but an old pointer keeps serving).
-    pointer.catch(() => {
-      if (this.pointers.get(model)?.pointer === pointer) {
-        if (cached) this.pointers.set(model, cached);
-        else this.pointers.delete(model);
-      }
-    });
-    return cached ? pointer.catch(() => cached.pointer) : pointer;
+  private async pointer(model: string, background?: Background): Promise<ModelPointer> {
+    if (!MODEL_NAME.test(model)) throw unknownModel(model);
+    const pointer = await this.pointers.get(model, background);
+    if (!pointer) throw unknownModel(model);
+    return pointer;
+  }
+
+  /** The pointer object as stored now, or null when there is none. */
+  private async readPointer(model: string): Promise<ModelPointer | null> {
+    const bytes = await this.reader.optional(pointerKey(model));
+    return bytes && parseStored(pointerKey(model), () => parsePointer(model, JSON.parse(new TextDecoder().decode(bytes))));
   }
 
   private async loadBundle(version: string): Promise<LoadedBundle> {
     const manifest = await this.reader.manifest(version);
     const graphRef = this.options.graph === 'compute' ? manifest.objects.compute : manifest.objects.reference;
     if (!graphRef) throw new InputError(`bundle ${version} has no reference graph (build it with --reference)`);
-    const [graph, tokenizerBytes] = await Promise.all([
+    const [graph, tokenizerBytes, rowChecksums] = await Promise.all([
       this.reader.verified(version, graphRef),
       this.reader.verified(version, manifest.objects.tokenizer),
+      this.rowChecksums(version, manifest),
     ]);
     const tokenizer = parseStored(
       objectKey(version, manifest.objects.tokenizer),
       () => new TextTokenizer(JSON.parse(new TextDecoder().decode(tokenizerBytes))),
     );
     const session = queuedSession(await this.options.createSession(graph));
-    return { version, manifest, tokenizer, session, overrides: await this.overrides(version, manifest) };
+    return { version, manifest, tokenizer, session, overrides: await this.overrides(version, manifest), rowChecksums };
+  }
+
+  private async rowChecksums(version: string, manifest: BundleManifest): Promise<Uint32Array> {
+    if (!manifest.tables) return new Uint32Array(0);
+    const { checksums } = manifest.tables;
+    const bytes = await this.reader.verified(version, checksums);
+    return parseStored(objectKey(version, checksums), () => decodeRowChecksums(bytes, manifest.config.vocab_size));
   }
 
   private async overrides(version: string, manifest: BundleManifest): Promise<Map<number, Uint8Array>> {

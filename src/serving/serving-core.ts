@@ -20,8 +20,11 @@ import {
 } from '../memory/memory-hierarchy.ts';
 import type { PageCache } from '../memory/page-cache.ts';
 import type { ModelPointer, ObjectStore } from '../storage/object-store.ts';
+import { Admission, DEFAULT_ADMISSION, type AdmissionLimits } from './admission.ts';
 import { BundleReader } from './bundle-reader.ts';
-import { ModelRegistry, type GraphChoice, type LoadedBundle } from './model-registry.ts';
+import { Metrics } from './metrics.ts';
+import { DEFAULT_ORIGIN_POLICY, type OriginPolicy } from './retry.ts';
+import { ModelRegistry, type GraphChoice, type LoadedBundle, type ModelHealth } from './model-registry.ts';
 
 export type { GraphChoice, LoadedBundle } from './model-registry.ts';
 
@@ -31,18 +34,27 @@ export type Background = (work: Promise<unknown>) => void;
 export interface ServingSettings {
   /** How long a model's pointer is trusted before it is read again (a new version goes live). */
   pointerTtlMs: number;
+  /** How long a held pointer keeps serving while re-reading it fails (the origin is down, the object broken). */
+  pointerMaxStaleMs: number;
+  /** Attempts and deadline of every origin read (src/serving/retry.ts). */
+  origin: OriginPolicy;
   /** Bundle versions kept loaded at once (an isolate has 128 MB). */
   maxLoadedVersions: number;
   hierarchy: HierarchyConfig;
   /** 'reference' runs the oracle graph, which computes the memory path itself (parity, eval). */
   graph: GraphChoice;
+  /** Generations at once in this isolate, and the short queue in front of them (src/serving/admission.ts). */
+  admission: AdmissionLimits;
 }
 
 export const DEFAULT_SETTINGS: ServingSettings = {
   pointerTtlMs: 5000,
+  pointerMaxStaleMs: 300_000,
+  origin: DEFAULT_ORIGIN_POLICY,
   maxLoadedVersions: 4,
   hierarchy: DEFAULT_HIERARCHY,
   graph: 'compute',
+  admission: DEFAULT_ADMISSION,
 };
 
 /** What a platform hands the core. */
@@ -73,11 +85,17 @@ export interface GenerationMetrics {
 export interface ServingCore {
   readonly settings: ServingSettings;
   readonly counters: GenerationCounters;
+  /** This isolate's generation slots: `active` and `queued` for /health and /metrics. */
+  readonly admission: Admission;
+  /** This isolate's counters and histograms, for GET /metrics. */
+  readonly metrics: Metrics;
   readonly clock: () => number;
+  /** Whether each model can be served (src/serving/model-registry.ts, `health`). */
+  modelHealth(background?: Background): Promise<ModelHealth[]>;
   /** Every model with a pointer, and the version it serves. */
-  listModels(): Promise<ModelPointer[]>;
+  listModels(background?: Background): Promise<ModelPointer[]>;
   /** The bundle `model` serves now; a request pins it for its whole life. */
-  current(model: string): Promise<LoadedBundle>;
+  current(model: string, background?: Background): Promise<LoadedBundle>;
   /** A bundle version by id. */
   bundle(version: string): Promise<LoadedBundle>;
   /** The memory rows of one request on `bundle` (null for a graph that takes none). */
@@ -94,10 +112,17 @@ export interface ServingCore {
 export function createServingCore(parts: ServingParts): ServingCore {
   const settings: ServingSettings = { ...DEFAULT_SETTINGS, ...parts.settings };
   const clock = parts.clock ?? (() => Date.now());
-  const reader = new BundleReader(parts.origin);
-  const hierarchy = new MemoryHierarchy(parts.pageCaches ?? [], settings.hierarchy);
+  const metrics = new Metrics();
+  const reader = new BundleReader(parts.origin, settings.origin, {
+    retried: (times) => metrics.inc('flexmem_origin_retries_total', {}, times),
+    failed: () => metrics.inc('flexmem_origin_errors_total'),
+  });
+  const hierarchy = new MemoryHierarchy(parts.pageCaches ?? [], settings.hierarchy, () =>
+    metrics.inc('flexmem_row_checksum_failures_total'),
+  );
   const registry = new ModelRegistry(reader, {
     pointerTtlMs: settings.pointerTtlMs,
+    pointerMaxStaleMs: settings.pointerMaxStaleMs,
     maxLoadedVersions: settings.maxLoadedVersions,
     graph: settings.graph,
     createSession: parts.createSession,
@@ -105,6 +130,12 @@ export function createServingCore(parts: ServingParts): ServingCore {
     now: clock,
   });
   const counters = new GenerationCounters();
+  const admission = new Admission(settings.admission);
+  metrics.collect(() => {
+    metrics.set('flexmem_active_generations', {}, counters.active);
+    metrics.set('flexmem_queued_generations', {}, admission.queued);
+    metrics.set('flexmem_cancelled_generations_total', {}, counters.cancelled);
+  });
 
   const rows = (bundle: LoadedBundle, background?: Background): CountedRowSource | null => {
     const { tables } = bundle.manifest;
@@ -114,6 +145,7 @@ export function createServingCore(parts: ServingParts): ServingCore {
       tables,
       origin: reader.ranges(bundle.version),
       overrides: bundle.overrides,
+      rowChecksums: bundle.rowChecksums,
       background,
     });
   };
@@ -123,9 +155,12 @@ export function createServingCore(parts: ServingParts): ServingCore {
   return {
     settings,
     counters,
+    admission,
+    metrics,
     clock,
-    listModels: () => registry.list(),
-    current: (model) => registry.current(model),
+    modelHealth: (background) => registry.health(background),
+    listModels: (background) => registry.list(background),
+    current: (model, background) => registry.current(model, background),
     bundle: (version) => registry.load(version),
     rows,
     decoder,

@@ -14,8 +14,8 @@ export interface PutOptions {
 }
 
 export interface ObjectStore {
-  /** The whole object, or `range` of it; null when the object does not exist. */
-  get(key: string, range?: ByteRange): Promise<Uint8Array | null>;
+  /** The whole object, or `range` of it; null when the object does not exist. `signal` gives up on the read. */
+  get(key: string, range?: ByteRange, signal?: AbortSignal): Promise<Uint8Array | null>;
   put(key: string, body: Uint8Array, options?: PutOptions): Promise<void>;
   /** Keys under `prefix`, in lexicographic order. */
   list(prefix: string): Promise<string[]>;
@@ -45,8 +45,10 @@ export interface ModelPointer {
   updatedAt: string;
 }
 
-/** Model names and version ids are single key segments: letters, digits, dot, dash, underscore. */
-const KEY_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-export const MODEL_NAME = KEY_SEGMENT;
-/** A pointer naming "../x" must not make the worker read outside `bundles/`. */
-export const VERSION_ID = KEY_SEGMENT;
+/** Model names are single key segments: letters, digits, dot, dash, underscore. */
+export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/**
+ * What `versionId` (src/bundle/manifest.ts) makes: 20 hex digits. A pointer naming anything else
+ * ("../x", which would read outside `bundles/`, or "latest") is refused before it is used as a key.
+ */
+export const VERSION_ID = /^[0-9a-f]{20}$/;

@@ -11,6 +11,8 @@ import type { ObjectStore } from '../../src/storage/object-store.ts';
 export interface WorkerOptions {
   vars?: Record<string, string>;
   kv?: boolean;
+  /** A RATE_LIMITER binding (src/api/rate-limit.ts): `limit` requests per key per `period` seconds. None by default. */
+  rateLimit?: { limit: number; period: 10 | 60 };
 }
 
 /** A line the worker logged (console.log, console.error, ...). */
@@ -50,7 +52,9 @@ export async function launchWorker(workerDir: string, options: WorkerOptions = {
     ...workerScript(workerDir),
     r2Buckets: { BUNDLES: 'flexmem-bundles' },
     kvNamespaces: options.kv ? ['ROWS_KV'] : [],
-    bindings: { POINTER_TTL_SECONDS: '1', ...options.vars },
+    ratelimits: options.rateLimit ? { RATE_LIMITER: { simple: options.rateLimit } } : {},
+    // Anonymous unless a test says otherwise: access control has its own tests (tests/access.test.ts).
+    bindings: { POINTER_TTL_SECONDS: '1', ALLOW_ANONYMOUS: 'true', ...options.vars },
     port: 0,
     handleStructuredLogs: ({ level, message }: WorkerLog) => {
       logs.push({ level, message });

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { InternalError } from '../errors.ts';
+import { StoreHttpError } from '../storage/store-error.ts';
+import { OriginUnavailableError, withinPolicy } from './retry.ts';
+
+const policy = { attempts: 3, deadlineMs: 300, backoffMs: 10 };
+
+/** A read that fails with `errors` in turn, then answers "ok"; it counts its calls. */
+function flaky(...errors: Error[]) {
+  const read = async () => {
+    read.calls++;
+    const error = errors.shift();
+    if (error) throw error;
+    return 'ok';
+  };
+  read.calls = 0;
+  return read;
+}
+
+describe('the origin read policy', () => {
+  it('tries again after a dropped connection, a 5xx, a 408 or a 429', async () => {
+    for (const error of [
+      new TypeError('Network connection lost.'),
+      new StoreHttpError('HTTP 503', 503),
+      new StoreHttpError('HTTP 429', 429),
+    ]) {
+      const read = flaky(error, new StoreHttpError('HTTP 408', 408));
+      expect(await withinPolicy(policy, 'k', 0, read)).toBe('ok');
+      expect(read.calls).toBe(3);
+    }
+  });
+
+  it('gives up after its attempts: an OriginUnavailableError naming the read and the last error', async () => {
+    const read = flaky(...Array.from({ length: 5 }, () => new StoreHttpError('S3 GET k: HTTP 500', 500)));
+    const error = await withinPolicy(policy, 'k', 0, read).catch((e) => e);
+    expect(error).toBeInstanceOf(OriginUnavailableError);
+    expect(error.message).toMatch(/^reading k failed after 3 attempts in \d+ ms: S3 GET k: HTTP 500$/);
+    expect(read.calls).toBe(3);
+  });
+
+  it('does not retry a refused read (a 4xx other than 408 and 429)', async () => {
+    const read = flaky(new StoreHttpError('S3 GET k: HTTP 403', 403));
+    const error = await withinPolicy(policy, 'k', 0, read).catch((e) => e);
+    expect(error).toBeInstanceOf(InternalError);
+    expect(error).not.toBeInstanceOf(OriginUnavailableError);
+    expect(read.calls).toBe(1);
+  });
+
+  it('aborts hung attempts and ends at the deadline, each attempt with its own signal', async () => {
+    const signals: AbortSignal[] = [];
+    const hung = (signal: AbortSignal) => {
+      signals.push(signal);
+      return new Promise<never>(() => {});
+    };
+    const started = performance.now();
+    await expect(withinPolicy(policy, 'k', 0, hung)).rejects.toBeInstanceOf(OriginUnavailableError);
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(policy.deadlineMs - 5);
+    expect(elapsed).toBeLessThan(policy.deadlineMs * 3);
+    expect(signals).toHaveLength(3);
+    expect(signals.every((s) => s.aborted)).toBe(true);
+  });
+
+  it('gives a hung first attempt up early enough for a retry to succeed', async () => {
+    let calls = 0;
+    const read = (signal: AbortSignal) =>
+      ++calls === 1 ? new Promise<never>(() => {}) : Promise.resolve(signal.aborted ? 'aborted' : 'ok');
+    expect(await withinPolicy(policy, 'k', 0, read)).toBe('ok');
+    expect(calls).toBe(2);
+  });
+});
