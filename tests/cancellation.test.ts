@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 import { sseEvents } from './helpers/sse.ts';
-import { post, serveBundle, startWorker, streamThenDisconnect, type RunningWorker } from './helpers/worker.ts';
+import { get, pollUntil, post, serveBundle, startWorker, streamThenDisconnect, within, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'slow';
 const TOKENS = 100;
@@ -30,18 +30,25 @@ interface Health {
   tokens_generated: number;
   cancelled_generations: number;
 }
-const health = async () => (await fetch(`${worker.url}/health`)).json() as Promise<Health>;
+const health = async () => (await get(`${worker.url}/health`)).json() as Promise<Health>;
 const request = { model: MODEL, prompt: 'The', max_tokens: TOKENS, temperature: 0, stream: true };
 
 describe('a stream', () => {
   it('delivers its first token while the generation is still running (not a buffered body)', async () => {
     const events = sseEvents(await post(`${worker.url}/v1/completions`, { ...request, stream_options: { include_usage: true } }));
-    await events.next(); // the start chunk
-    const first = JSON.parse((await events.next()).value as string);
+    await within(10_000, 'the start chunk', events.next());
+    const first = JSON.parse((await within(10_000, 'the first token', events.next())).value as string);
     expect(first.choices[0].finish_reason).toBeNull();
     expect((await health()).active_generations).toBe(1);
     const rest: string[] = [];
-    for await (const data of events) rest.push(data);
+    // At least TOKENS origin round trips of 50 ms: 5 s, and a minute at most.
+    await within(
+      60_000,
+      'the rest of the stream',
+      (async () => {
+        for await (const data of events) rest.push(data);
+      })(),
+    );
     expect(rest.at(-1)).toBe('[DONE]');
     expect(JSON.parse(rest.at(-2)!).usage.completion_tokens).toBe(TOKENS);
     expect((await health()).active_generations).toBe(0);
@@ -51,8 +58,12 @@ describe('a stream', () => {
     const before = await health();
     await streamThenDisconnect(`${worker.url}/v1/completions`, request, 2);
     // Polled, not timed: the count drops when the worker notices the closed socket.
-    await expect.poll(async () => (await health()).active_generations, { timeout: 20_000, interval: 20 }).toBe(before.active_generations);
-    const after = await health();
+    const after = await pollUntil(
+      'the worker noticing the disconnect and ending the generation',
+      health,
+      (h) => h.active_generations === before.active_generations,
+      { timeoutMs: 20_000, everyMs: 20 },
+    );
     expect(after.cancelled_generations).toBe(before.cancelled_generations + 1);
     // Far from all of them: a generation that ignored the disconnect would produce all 100.
     expect(after.tokens_generated - before.tokens_generated).toBeLessThan(TOKENS / 2);

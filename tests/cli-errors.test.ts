@@ -11,6 +11,7 @@ import { checkpointTensors, type TensorSpec } from '../src/model/tensors.ts';
 import { trainByteLevelBpe } from '../src/tokenizer/byte-level-bpe.ts';
 import { SAMPLE_TEXT } from '../src/tokenizer/sample-text.ts';
 import { flexmem } from './helpers/cli.ts';
+import { until } from './helpers/deadline.ts';
 import { tempDir, writeTinyCheckpoint } from './helpers/fixtures.ts';
 
 const dir = tempDir();
@@ -115,10 +116,18 @@ describe('a build that is killed midway', () => {
     writeTinyCheckpoint(ckpt, 'memoryllm', { vocab_size: 60000 });
     const out = join(dir.path, 'killed');
     const child = spawn('node', ['bin/flexmem.js', 'build', ckpt, out], { stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', r));
     const staging = () => readdirSync(dir.path).find((f) => f.startsWith('.killed.partial-'));
-    while (!staging() || !existsSync(join(dir.path, staging()!, 'tables'))) await new Promise((r) => setTimeout(r, 20));
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    try {
+      await until(() => !!staging() && existsSync(join(dir.path, staging()!, 'tables')), 'the build never started writing its tables', {
+        timeoutMs: 30_000,
+        giveUp: () =>
+          child.exitCode === null && child.signalCode === null ? null : `it exited first (${child.exitCode ?? child.signalCode})`,
+      });
+    } finally {
+      child.kill('SIGKILL');
+    }
+    await exited;
     expect(existsSync(out)).toBe(false);
     expect(existsSync(join(dir.path, staging()!, 'manifest.json'))).toBe(false);
   });

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ObjectStore } from '../src/storage/object-store.ts';
+import { until } from './helpers/deadline.ts';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 import { startS3, type RunningS3 } from './helpers/s3.ts';
 import { post, serveBundle, startWorker, type RunningWorker } from './helpers/worker.ts';
@@ -95,10 +96,14 @@ describe('the worker', () => {
       expect(first.rows.origin).toBeGreaterThan(0);
       let second = first;
       // KV writes happen in the background (waitUntil): retry until they have landed.
-      for (let i = 0; i < 50 && second.rows.origin > 0; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        second = (await (await post(`${worker.url}/v1/completions`, request)).json()).flexmem.timing;
-      }
+      await until(
+        async () => {
+          second = (await (await post(`${worker.url}/v1/completions`, request)).json()).flexmem.timing;
+          return second.rows.origin === 0;
+        },
+        'the KV tier never served every row',
+        { timeoutMs: 15_000, everyMs: 50 },
+      );
       expect(second.rows.kv).toBeGreaterThan(0);
       expect(second.rows.origin).toBe(0);
       expect(second.rows.hot + second.rows.lru + second.rows.cache).toBe(0);

@@ -73,8 +73,7 @@ export function parseRequest<T>(schema: z.ZodType<T>, body: unknown): T {
   const issue = parsed.error.issues[0];
   const param = issue.path.join('.') || null;
   const missing = !parsedPathExists(body, issue.path);
-  // A bad key of a record (logit_bias) is best explained by the key's own rule.
-  const message = issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+  const message = issueMessage(issue);
   throw new ApiError(
     400,
     missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param}': ${message}.`,
@@ -90,6 +89,19 @@ export function refuseUnsupported(request: CompletionRequest | ChatRequest): voi
     throw new ApiError(400, message, 'invalid_request_error', param, 'unsupported_value');
   };
   if ('echo' in request && request.echo) refuse('echo', 'echo is not supported.');
+}
+
+/** What is wrong with a value, in the words of the rule it broke. */
+function issueMessage(issue: z.core.$ZodIssue): string {
+  // A bad key of a record (logit_bias) is best explained by the key's own rule.
+  if (issue.code === 'invalid_key') return issue.issues[0]?.message ?? issue.message;
+  // A value of one of a union's types that breaks that type's rule (two prompts, five stop
+  // strings) is explained by that rule, not by zod's "Invalid input".
+  if (issue.code === 'invalid_union') {
+    const ofItsType = issue.errors.filter((branch) => !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0));
+    if (ofItsType.length === 1) return ofItsType[0][0].message;
+  }
+  return issue.message;
 }
 
 function parsedPathExists(body: unknown, path: PropertyKey[]): boolean {

@@ -14,7 +14,7 @@ import { decodeRow, type RowLayout } from '../bundle/row-codec.ts';
 import type { RangeReader, RowSource } from '../bundle/row-source.ts';
 import { InternalError } from '../errors.ts';
 import { objectKey } from '../storage/object-store.ts';
-import { mapWithConcurrency } from '../util/concurrency.ts';
+import { ConcurrencyLimit } from '../util/concurrency.ts';
 import { IsolateRowCache } from './isolate-cache.ts';
 import type { PageCache } from './page-cache.ts';
 
@@ -83,6 +83,11 @@ export type CountedRowSource = RowSource & { readonly stats: TierStats };
 
 interface RequestIO {
   origin: RangeReader;
+  /**
+   * The request's origin reads in flight, at most `originConcurrency`: its page reads and the
+   * hot-set read it started share the limit (a Worker invocation holds six connections at once).
+   */
+  reads: ConcurrencyLimit;
   rowChecksums: Uint32Array;
   stats: TierStats;
   background: (work: Promise<unknown>) => void;
@@ -115,6 +120,7 @@ export class MemoryHierarchy {
     const stats = emptyTierStats();
     const io: RequestIO = {
       origin: request.origin,
+      reads: new ConcurrencyLimit(this.config.originConcurrency),
       rowChecksums: request.rowChecksums,
       stats,
       background: request.background ?? (() => {}),
@@ -258,13 +264,14 @@ export class MemoryHierarchy {
     const { rowBytes } = tables.layout;
     const rowsPerPage = this.rowsPerPage(tables.layout);
     const pageBytes = rowsPerPage * rowBytes;
-    const runs = this.planRuns(entries, pageBytes);
-    await mapWithConcurrency(runs, this.config.originConcurrency, async (run) => {
+    // Planned for the reads free now (a hot-set read may hold one), so the wave needs one round trip.
+    const runs = this.planRuns(entries, pageBytes, Math.max(1, this.config.originConcurrency - io.reads.busy));
+    const readRun = async (run: (typeof runs)[number]) => {
       const firstPage = run.entries[0].ref.page;
       const offset = firstPage * pageBytes;
       const length = Math.min((run.entries.at(-1)!.ref.page - firstPage + 1) * pageBytes, run.shard.bytes - offset);
       const read = async () => {
-        const bytes = await origin.read(run.shard, offset, length);
+        const bytes = await io.reads.run(() => origin.read(run.shard, offset, length));
         if (bytes.byteLength !== length)
           throw new InternalError(`short origin read: ${run.shard.path} bytes ${offset}+${length} of version ${version}`);
         stats.originRequests++;
@@ -304,17 +311,19 @@ export class MemoryHierarchy {
         const copy = page.slice();
         for (const cache of this.pageCaches) io.background(cache.put(entry.ref.key, copy).catch(() => {}));
       }
-    });
+    };
+    await Promise.all(runs.map(readRun));
   }
 
   /**
    * Runs of pages to read: adjacent pages always share a read; while there are more runs than
-   * reads in flight, the two neighbouring runs with the smallest gap (up to coalesceGapBytes)
-   * become one, so a prompt's rows tend to arrive in a single wave.
+   * `reads` (the reads that can be in flight), the two neighbouring runs with the smallest gap (up
+   * to coalesceGapBytes) become one, so a prompt's rows tend to arrive in a single wave.
    */
   private planRuns(
     entries: { ref: PageRef; ids: number[] }[],
     pageBytes: number,
+    reads: number,
   ): { shard: TableShard; entries: { ref: PageRef; ids: number[] }[] }[] {
     entries.sort((a, b) => a.ref.shard.firstToken - b.ref.shard.firstToken || a.ref.page - b.ref.page);
     const runs: { shard: TableShard; entries: typeof entries }[] = [];
@@ -325,7 +334,7 @@ export class MemoryHierarchy {
     }
     const gapAfter = (i: number) =>
       runs[i].shard === runs[i + 1].shard ? (runs[i + 1].entries[0].ref.page - runs[i].entries.at(-1)!.ref.page - 1) * pageBytes : Infinity;
-    while (runs.length > this.config.originConcurrency) {
+    while (runs.length > reads) {
       let best = -1;
       for (let i = 0; i + 1 < runs.length; i++) if (best === -1 || gapAfter(i) < gapAfter(best)) best = i;
       if (best === -1 || gapAfter(best) > this.config.coalesceGapBytes) break;
@@ -359,7 +368,7 @@ export class MemoryHierarchy {
     this.pendingHot.set(version, count);
     const { rowBytes } = tables.layout;
     const load = (async () => {
-      const read = () => io.origin.read(shard, 0, count * rowBytes);
+      const read = () => io.reads.run(() => io.origin.read(shard, 0, count * rowBytes));
       let bytes = await read();
       if (firstCorruptRow(bytes, rowBytes, shard.firstToken, io.rowChecksums) >= 0) {
         this.onChecksumFailure();

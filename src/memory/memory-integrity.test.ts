@@ -13,9 +13,10 @@ import type { PageCache } from './page-cache.ts';
 const config = parseConfig(presetConfig('tiny', 'flex'));
 const layout = rowLayout(config, 'f32');
 const V = config.vocab_size;
-/** Row v holds the value v everywhere, so a wrong row is easy to see. */
+/** Value j of row v is v·1000 + j + 1, so a wrong or shifted row is easy to see. */
+const cellOf = (v: number, j: number) => v * 1000 + j + 1;
 const table = encodeRows(
-  Float32Array.from({ length: V * layout.rowValues }, (_, i) => Math.floor(i / layout.rowValues)),
+  Float32Array.from({ length: V * layout.rowValues }, (_, i) => cellOf(Math.floor(i / layout.rowValues), i % layout.rowValues)),
   V,
   layout,
 );
@@ -74,7 +75,13 @@ function backgroundQueue() {
   return { background: (p: Promise<unknown>) => work.push(p), settled: () => Promise.all(work) };
 }
 
-const firstValues = (out: Float32Array, n: number) => Array.from({ length: n }, (_, i) => out[i * layout.rowValues]);
+/** Every value of every row of `out` is the table's row of the id asked for, in order. */
+function expectRows(out: Float32Array, ids: number[]): void {
+  const R = layout.rowValues;
+  expect(out.length).toBe(ids.length * R);
+  const rows = Array.from({ length: ids.length }, (_, i) => Array.from(out.subarray(i * R, (i + 1) * R)));
+  expect(rows).toEqual(ids.map((v) => Array.from({ length: R }, (_, j) => cellOf(v, j))));
+}
 
 describe('row integrity in the memory hierarchy', () => {
   it('reads a run damaged in transit once more, and serves and caches the good copy', async () => {
@@ -84,7 +91,7 @@ describe('row integrity in the memory hierarchy', () => {
     store.damage(middleOf(42), 1);
     const queue = backgroundQueue();
     const rows = hierarchy.rowsFor({ version: 'v1', tables, origin: store.reader, rowChecksums, background: queue.background });
-    expect(firstValues(await rows.rows([42, 43]), 2)).toEqual([42, 43]);
+    expectRows(await rows.rows([42, 43]), [42, 43]);
     expect(store.reads()).toBe(2);
     await queue.settled();
     expect(cache.pages.get(`v1/p${rowsPerPage}/tables/rows-00000.bin/10`)).toEqual(
@@ -104,13 +111,13 @@ describe('row integrity in the memory hierarchy', () => {
     await expect(failed).rejects.toThrow(
       `bundles/v1/tables/rows-00000.bin: the row of token 42 (bytes ${42 * layout.rowBytes}+${layout.rowBytes}) does not match its crc32c, read twice`,
     );
-    expect(firstValues(await request().rows([300, 7]), 2)).toEqual([300, 7]);
+    expectRows(await request().rows([300, 7]), [300, 7]);
     await queue.settled();
     expect([...cache.pages.keys()].some((key) => key.endsWith('/10'))).toBe(false);
 
     // Nothing of the corrupt page stayed in the isolate or the cache: once repaired, it serves.
     store.repair();
-    expect(firstValues(await request().rows([41, 42]), 2)).toEqual([41, 42]);
+    expectRows(await request().rows([41, 42]), [41, 42]);
   });
 
   it('treats a cached page that no longer matches as a miss, and replaces it with the checked copy', async () => {
@@ -128,7 +135,7 @@ describe('row integrity in the memory hierarchy', () => {
       rowChecksums,
       background: queue.background,
     });
-    expect(firstValues(await rows.rows([9]), 1)).toEqual([9]);
+    expectRows(await rows.rows([9]), [9]);
     expect(rows.stats.rows).toMatchObject({ cache: 0, origin: 1 });
     await queue.settled();
     expect(cache.pages.get(key)).toEqual(table.subarray(8 * layout.rowBytes, 12 * layout.rowBytes));
@@ -142,7 +149,7 @@ describe('row integrity in the memory hierarchy', () => {
     const first = request();
     await expect(first.rows([3, 60])).rejects.toThrow(/token 60 .* does not match its crc32c/);
     const second = request();
-    expect(firstValues(await second.rows([3, 59, 64, 99]), 4)).toEqual([3, 59, 64, 99]);
+    expectRows(await second.rows([3, 59, 64, 99]), [3, 59, 64, 99]);
     expect(second.stats.rows).toMatchObject({ hot: 2, origin: 2 });
   });
 });
