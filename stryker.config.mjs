@@ -11,6 +11,7 @@ export default {
     'src/api/request-schema.ts',
     'src/tokenizer/**/*.ts',
     '!src/**/*.test.ts',
+    '!src/**/test-support.ts',
   ],
   // The sandbox gets only what the unit tests read (bench/.work alone holds gigabytes).
   ignorePatterns: [

@@ -24,7 +24,6 @@
  * its socket is full, it fails, and this comment and docs/architecture.md must be updated.
  */
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { createParser } from 'eventsource-parser';
 import { Miniflare } from 'miniflare';
@@ -35,7 +34,8 @@ import { publishBundle } from '../cli/publish.ts';
 import { miniflareR2Store } from '../cli/stores/miniflare-r2.ts';
 import { tempDir, writeTinyCheckpoint } from './helpers/fixtures.ts';
 import { workerScript } from './helpers/miniflare-worker.ts';
-import { get, pollUntil, post, serveBundle, startWorker, within, type RunningWorker } from './helpers/worker.ts';
+import { pollUntil, within } from './helpers/deadline.ts';
+import { get, post, postRaw, serveBundle, startWorker, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'bp';
 const dir = tempDir();
@@ -184,30 +184,12 @@ describe('a client on a socket that stops reading', () => {
     const maxTokens = 2000;
     const total = n * maxTokens;
     const before = await health();
-    const target = new URL(`${worker.url}/v1/chat/completions`);
     let bodyBytes = 0;
     let tokens = 0;
     let done = false;
     let onData = () => {};
-    const response = await within(
-      30_000,
-      'the response of the stream',
-      new Promise<http.IncomingMessage>((resolve, reject) => {
-        const request = http.request(
-          {
-            host: target.hostname,
-            port: target.port,
-            path: target.pathname,
-            method: 'POST',
-            agent: false,
-            headers: { 'content-type': 'application/json' },
-          },
-          resolve,
-        );
-        request.on('error', reject);
-        request.end(JSON.stringify(chatRequest(eos, { max_tokens: maxTokens, n, top_logprobs: 20 })));
-      }),
-    );
+    const raw = postRaw(`${worker.url}/v1/chat/completions`, chatRequest(eos, { max_tokens: maxTokens, n, top_logprobs: 20 }));
+    const response = await within(30_000, 'the response of the stream', raw.response);
     response.on('error', () => {}); // destroyed at the end, maybe before it ends
     try {
       expect(response.statusCode).toBe(200);

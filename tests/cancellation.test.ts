@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 import { sseEvents } from './helpers/sse.ts';
-import { get, pollUntil, post, serveBundle, startWorker, streamThenDisconnect, within, type RunningWorker } from './helpers/worker.ts';
+import { pollUntil, within } from './helpers/deadline.ts';
+import { get, post, serveBundle, startWorker, streamThenDisconnect, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'slow';
 const TOKENS = 100;

@@ -5,12 +5,11 @@
  * tests/cancellation.test.ts: every row comes from an origin 50 ms away, so a 100-token stream
  * lasts at least 5 s and is still running whenever a test looks at it; nothing depends on timing.
  */
-import http from 'node:http';
 import { createParser } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 import { sseEvents } from './helpers/sse.ts';
-import { post, serveBundle, startWorker, streamThenDisconnect, type RunningWorker } from './helpers/worker.ts';
+import { post, postRaw, serveBundle, startWorker, streamThenDisconnect, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'slow';
 const TOKENS = 100;
@@ -46,31 +45,22 @@ const health = async (w: RunningWorker) => (await fetch(`${w.url}/health`)).json
 
 /** A streaming request on its own socket: its events as they come, and a real disconnect. */
 function openStream(url: string, body: unknown): { events: AsyncGenerator<string>; disconnect(): void } {
-  const target = new URL(url);
   const queue: string[] = [];
   let wake: (() => void) | null = null;
-  const request = http.request(
-    {
-      host: target.hostname,
-      port: target.port,
-      path: target.pathname,
-      method: 'POST',
-      agent: false,
-      headers: { 'content-type': 'application/json' },
-    },
-    (response) => {
+  const { request, response } = postRaw(url, body);
+  response.then(
+    (stream) => {
       const parser = createParser({
         onEvent: (event) => {
           queue.push(event.data);
           wake?.();
         },
       });
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => parser.feed(chunk));
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => parser.feed(chunk));
     },
+    () => {}, // the disconnect is ours
   );
-  request.on('error', () => {}); // the disconnect is ours
-  request.end(JSON.stringify(body));
   async function* events(): AsyncGenerator<string> {
     while (true) {
       while (queue.length) yield queue.shift()!;

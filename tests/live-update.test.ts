@@ -34,7 +34,8 @@ import { trainByteLevelBpe } from '../src/tokenizer/byte-level-bpe.ts';
 import { SAMPLE_TEXT } from '../src/tokenizer/sample-text.ts';
 import { tempDir } from './helpers/fixtures.ts';
 import { readAllEvents, sseEvents } from './helpers/sse.ts';
-import { get, pollUntil, post, startWorker, within, type RunningWorker } from './helpers/worker.ts';
+import { pollUntil, within } from './helpers/deadline.ts';
+import { get, post, startWorker, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'live';
 const LATENCY_MS = 60;

@@ -14,7 +14,8 @@ import { openLocalBundle, type LocalBundle } from '../cli/local-bundle.ts';
 import { renderChat } from '../src/api/chat-template.ts';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 import { readAllEvents } from './helpers/sse.ts';
-import { post, serveBundle, startWorker, within, type RunningWorker } from './helpers/worker.ts';
+import { within } from './helpers/deadline.ts';
+import { post, serveBundle, startWorker, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'tiny-meki';
 const TOLERANCE = 1e-4;

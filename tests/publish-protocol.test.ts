@@ -27,10 +27,10 @@ import {
   snapshot,
   StoppedBeforeWrite,
   stoppingStore,
-  waitFor,
   WireProxy,
   type StoreWrite,
 } from './helpers/storage-probes.ts';
+import { until } from './helpers/deadline.ts';
 
 const BUCKET = 'flexmem-protocol';
 const MODEL = 'news';
@@ -251,13 +251,17 @@ describe('the real CLI, killed (SIGKILL) while the request of the next write is 
       child.on('exit', (code, signal) => (exit = { code, signal }));
       try {
         // The child signals the step by sending that write's request, which the proxy holds.
-        await waitFor(() => {
-          if (exit) throw new Error(`the publisher exited (${exit.code}) before ${stop.op} ${stop.key}: ${stderr}`);
-          return proxy.log.some((r) => r.held && r.path.startsWith(wire + stop.key));
-        }, `the publisher's request to ${stop.op} ${stop.key}`);
+        await until(
+          () => proxy.log.some((r) => r.held && r.path.startsWith(wire + stop.key)),
+          `the publisher's request to ${stop.op} ${stop.key}`,
+          {
+            timeoutMs: 60_000,
+            giveUp: () => (exit ? `the publisher exited (${exit.code}) first: ${stderr}` : null),
+          },
+        );
       } finally {
         child.kill('SIGKILL');
-        await waitFor(() => exit, 'the killed publisher to exit', 10_000);
+        await until(() => exit !== undefined, 'the killed publisher to exit', { timeoutMs: 10_000 });
         release();
       }
       expect(exit!.signal).toBe('SIGKILL');

@@ -4,7 +4,8 @@ import { readLocalManifest } from '../cli/local-bundle.ts';
 import { flexmem } from './helpers/cli.ts';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 import { readAllEvents } from './helpers/sse.ts';
-import { post, postStreamed, serveBundle, startWorker, within, type RunningWorker } from './helpers/worker.ts';
+import { within } from './helpers/deadline.ts';
+import { post, postStreamed, serveBundle, startWorker, type RunningWorker } from './helpers/worker.ts';
 
 const MODEL = 'tiny-meki';
 const dir = tempDir();

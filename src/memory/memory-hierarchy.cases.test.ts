@@ -10,6 +10,7 @@ import type { RangeReader } from '../bundle/row-source.ts';
 import { InternalError } from '../errors.ts';
 import { DEFAULT_HIERARCHY, type HierarchyConfig, MemoryHierarchy } from './memory-hierarchy.ts';
 import type { PageCache } from './page-cache.ts';
+import { MapCache } from './test-support.ts';
 
 const layout: RowLayout = {
   dtype: 'f32',
@@ -106,17 +107,6 @@ function origin() {
       };
     },
   };
-}
-
-class MapCache implements PageCache {
-  readonly tier = 'cache';
-  readonly pages = new Map<string, Uint8Array>();
-  async get(key: string) {
-    return this.pages.get(key) ?? null;
-  }
-  async put(key: string, bytes: Uint8Array) {
-    this.pages.set(key, bytes);
-  }
 }
 
 const settings = (over: Partial<HierarchyConfig> = {}): HierarchyConfig => ({

@@ -6,7 +6,7 @@ import type { RangeReader } from '../bundle/row-source.ts';
 import { parseConfig } from '../model/config.ts';
 import { presetConfig } from '../model/presets.ts';
 import { DEFAULT_HIERARCHY, type HierarchyConfig, MemoryHierarchy } from './memory-hierarchy.ts';
-import type { PageCache } from './page-cache.ts';
+import { MapCache } from './test-support.ts';
 
 const config = parseConfig(presetConfig('tiny', 'flex'));
 const layout = rowLayout(config, 'f32');
@@ -66,17 +66,6 @@ function countingOrigin(table = A, delayMs = 0) {
     },
   };
   return { reads, reader, maxInFlight: () => maxInFlight };
-}
-
-class MapCache implements PageCache {
-  readonly tier = 'cache';
-  readonly pages = new Map<string, Uint8Array>();
-  async get(key: string) {
-    return this.pages.get(key) ?? null;
-  }
-  async put(key: string, bytes: Uint8Array) {
-    this.pages.set(key, bytes);
-  }
 }
 
 /** Runs background work (cache fills, hot-set loads) and lets the test wait for it. */

@@ -8,7 +8,7 @@ import { InternalError } from '../errors.ts';
 import { parseConfig } from '../model/config.ts';
 import { presetConfig } from '../model/presets.ts';
 import { DEFAULT_HIERARCHY, MemoryHierarchy } from './memory-hierarchy.ts';
-import type { PageCache } from './page-cache.ts';
+import { MapCache } from './test-support.ts';
 
 const config = parseConfig(presetConfig('tiny', 'flex'));
 const layout = rowLayout(config, 'f32');
@@ -56,17 +56,6 @@ function origin() {
       damaged = null;
     },
   };
-}
-
-class MapCache implements PageCache {
-  readonly tier = 'cache';
-  readonly pages = new Map<string, Uint8Array>();
-  async get(key: string) {
-    return this.pages.get(key) ?? null;
-  }
-  async put(key: string, bytes: Uint8Array) {
-    this.pages.set(key, bytes);
-  }
 }
 
 /** Runs background work (cache fills) and lets the test wait for it. */

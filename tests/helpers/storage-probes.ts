@@ -79,17 +79,6 @@ export async function snapshot(store: ObjectStore, prefix = ''): Promise<Record<
   return out;
 }
 
-/** Polls `check` until it returns a truthy value; fails saying what it waited for after `timeoutMs`. */
-export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 60_000, everyMs = 25): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /**
  * The environment of a child CLI: this process's, without any variable that picks a store, an
  * endpoint, credentials or an R2 account (AWS_*, FLEXMEM_*, R2_*), plus exactly `vars`. Nothing

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { createParser } from 'eventsource-parser';
 import { inject } from 'vitest';
 import { publishBundle } from '../../cli/publish.ts';
+import { within } from './deadline.ts';
 import { launchWorker, type RunningWorker, type WorkerOptions } from './miniflare-worker.ts';
 
 export type { RunningWorker, WorkerOptions } from './miniflare-worker.ts';
@@ -94,43 +95,14 @@ export function postStreamed(url: string, text: string, chunkBytes = 64 << 10): 
   return send(url, 'POST', { 'content-type': 'application/json' }, body);
 }
 
-/** Resolves or rejects as `promise` does, or rejects with `what` once `ms` have passed: a wait that cannot hang. */
-export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 /**
- * Calls `read` every `everyMs` until `done(value)` holds, and returns that value; fails with
- * `what` and the last value read once `timeoutMs` have passed.
+ * POSTs JSON on a raw socket of its own, for tests that need what a Response hides: `request.destroy()`
+ * is a real client disconnect, and the Node response can be paused or read chunk by chunk.
  */
-export async function pollUntil<T>(
-  what: string,
-  read: () => Promise<T>,
-  done: (value: T) => boolean,
-  { timeoutMs = 20_000, everyMs = 50 }: { timeoutMs?: number; everyMs?: number } = {},
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: still not the case after ${timeoutMs} ms (last seen: ${JSON.stringify(value)})`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}
-
-/**
- * Opens a streaming request on a raw socket, reads `events` SSE events, then destroys the socket:
- * a real client disconnect (fetch's AbortController may leave the connection open). Fails if the
- * events have not arrived within `timeoutMs`.
- */
-export function streamThenDisconnect(url: string, body: unknown, events: number, timeoutMs = 30_000): Promise<void> {
+export function postRaw(url: string, body: unknown): { request: http.ClientRequest; response: Promise<http.IncomingMessage> } {
   const target = new URL(url);
-  let request: http.ClientRequest | undefined;
-  const disconnected = new Promise<void>((resolve, reject) => {
+  let request!: http.ClientRequest;
+  const response = new Promise<http.IncomingMessage>((resolve, reject) => {
     request = http.request(
       {
         host: target.hostname,
@@ -140,23 +112,37 @@ export function streamThenDisconnect(url: string, body: unknown, events: number,
         agent: false,
         headers: { 'content-type': 'application/json' },
       },
-      (response) => {
-        let seen = 0;
-        const parser = createParser({
-          onEvent: () => {
-            if (seen >= events || ++seen < events) return;
-            request!.destroy();
-            resolve();
-          },
-          onError: reject,
-        });
-        response.setEncoding('utf8'); // decodes characters split across chunks
-        response.on('data', (chunk: string) => parser.feed(chunk));
-        response.on('end', () => reject(new Error(`the stream ended after ${seen} of the ${events} events to read`)));
-      },
+      resolve,
     );
     request.on('error', reject);
     request.end(JSON.stringify(body));
   });
-  return within(timeoutMs, `reading ${events} events of ${url} before disconnecting`, disconnected).finally(() => request?.destroy());
+  return { request, response };
+}
+
+/**
+ * Opens a streaming request on a raw socket, reads `events` SSE events, then destroys the socket:
+ * a real client disconnect (fetch's AbortController may leave the connection open). Fails if the
+ * events have not arrived within `timeoutMs`.
+ */
+export function streamThenDisconnect(url: string, body: unknown, events: number, timeoutMs = 30_000): Promise<void> {
+  const { request, response } = postRaw(url, body);
+  const disconnected = response.then(
+    (stream) =>
+      new Promise<void>((resolve, reject) => {
+        let seen = 0;
+        const parser = createParser({
+          onEvent: () => {
+            if (seen >= events || ++seen < events) return;
+            request.destroy();
+            resolve();
+          },
+          onError: reject,
+        });
+        stream.setEncoding('utf8'); // decodes characters split across chunks
+        stream.on('data', (chunk: string) => parser.feed(chunk));
+        stream.on('end', () => reject(new Error(`the stream ended after ${seen} of the ${events} events to read`)));
+      }),
+  );
+  return within(timeoutMs, `reading ${events} events of ${url} before disconnecting`, disconnected).finally(() => request.destroy());
 }
