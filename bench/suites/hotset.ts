@@ -33,6 +33,33 @@ export interface PromptWave {
   plannedWaves: number;
   plannedBytes: number;
   windows: number;
+  /** Distinct rows the window needs × row bytes: the least any plan reads. */
+  neededBytes?: number;
+  /** The fewest bytes any plan of at most `concurrency` contiguous reads covers, by page and by row (optimal interval partition). */
+  optimalPageBytes?: number;
+  optimalRowBytes?: number;
+  /** The fewest reads whose optimal cover stays within 2× `neededBytes`, and the waves that takes (mean over windows). */
+  readsWithin2x?: { pages: number; rows: number; wavesPages: number; wavesRows: number };
+}
+
+/**
+ * The fewest bytes that k contiguous reads covering every needed unit (sorted, distinct) can read:
+ * the span minus the k − 1 largest gaps, the optimal partition of sorted points into k intervals.
+ */
+function optimalCover(units: number[], unitBytes: number): (k: number) => number {
+  if (units.length === 0) return () => 0;
+  const gaps = units
+    .slice(1)
+    .map((u, i) => u - units[i] - 1)
+    .sort((a, b) => b - a);
+  const span = units.at(-1)! - units[0] + 1;
+  return (k) => (span - gaps.slice(0, Math.max(0, k - 1)).reduce((a, b) => a + b, 0)) * unitBytes;
+}
+
+function fewestReadsWithin(cover: (k: number) => number, limit: number, most: number): number {
+  let k = 1;
+  while (k < most && cover(k) > limit) k++;
+  return k;
 }
 
 export interface HotsetResult {
@@ -141,6 +168,11 @@ export async function runHotset(ctx: Context): Promise<HotsetResult> {
       planned: [] as number[],
       plannedWaves: [] as number[],
       plannedBytes: [] as number[],
+      needed: [] as number[],
+      optimalPages: [] as number[],
+      optimalRows: [] as number[],
+      readsPages: [] as number[],
+      readsRows: [] as number[],
     };
     for (let start = 0; start + window <= ids.length && stats.runs.length < 2000; start += 97) {
       const pagesOf = [
@@ -174,6 +206,15 @@ export async function runHotset(ctx: Context): Promise<HotsetResult> {
       stats.planned.push(planned.length);
       stats.plannedWaves.push(Math.ceil(planned.length / concurrency));
       stats.plannedBytes.push(planned.reduce((n, [a, b]) => n + (b - a + 1) * rowsPerPage * rowBytes, 0));
+      const rowsOf = [...new Set(ids.slice(start, start + window).filter((id) => id >= hotRows))].sort((a, b) => a - b);
+      const needed = rowsOf.length * rowBytes;
+      const byPage = optimalCover(pagesOf, rowsPerPage * rowBytes);
+      const byRow = optimalCover(rowsOf, rowBytes);
+      stats.needed.push(needed);
+      stats.optimalPages.push(byPage(concurrency));
+      stats.optimalRows.push(byRow(concurrency));
+      stats.readsPages.push(fewestReadsWithin(byPage, 2 * needed, Math.max(1, pagesOf.length)));
+      stats.readsRows.push(fewestReadsWithin(byRow, 2 * needed, Math.max(1, rowsOf.length)));
       stats.runs.push(runs.length);
       stats.waves.push(Math.ceil(runs.length / concurrency));
       stats.bytes.push(bytes);
@@ -193,8 +234,18 @@ export async function runHotset(ctx: Context): Promise<HotsetResult> {
       plannedWaves: median(stats.plannedWaves),
       plannedBytes: median(stats.plannedBytes),
       windows: stats.runs.length,
+      neededBytes: median(stats.needed),
+      optimalPageBytes: median(stats.optimalPages),
+      optimalRowBytes: median(stats.optimalRows),
+      readsWithin2x: {
+        pages: median(stats.readsPages),
+        rows: median(stats.readsRows),
+        wavesPages: mean(stats.readsPages.map((k) => Math.ceil(k / concurrency))),
+        wavesRows: mean(stats.readsRows.map((k) => Math.ceil(k / concurrency))),
+      },
     };
   };
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
   const prompt = promptWave(0);
   const promptHot = promptWave(defaultHotRows);
 

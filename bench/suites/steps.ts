@@ -12,10 +12,13 @@ import { requestJson } from '../lib/client.ts';
 import type { Context } from '../lib/context.ts';
 import { openNodeModel, type NodeModel, type NodeRuntime } from '../lib/node-steps.ts';
 import { median, pairedRatio, shuffled, summarize, type Summary } from '../lib/stats.ts';
+import { measureLargeVocab, type LargeVocabResult } from '../lib/large-vocab.ts';
 import type { StepPlan } from '../lib/steps.ts';
 import { launchWorker, seedR2, type Launched } from '../lib/worker.ts';
 
 export type Runtime = 'workerd' | NodeRuntime;
+/** The straightforward sampler (src/engine/sampler-reference.ts), the yardstick of the fast one. */
+export const SAMPLE_REFERENCE_131072 = 'straightforward sampler (sampler-reference.ts), temperature 0.8, vocab 131072';
 export type StepConfig = 'hot-f16' | 'hot-f32' | 'zero' | 'dense';
 
 export const RUNTIME_LABELS: Record<Runtime, string> = {
@@ -75,6 +78,10 @@ export interface StepsResult {
     rowValues: number;
     /** Per-token work outside session.run in workerd, microseconds (bench worker /overhead). */
     overheadUs?: Record<string, number>;
+    /** Each overhead as a fraction of the compute graph's decode step in workerd (`zero`), paired per round of this run. */
+    overheadVsStep?: Record<string, number>;
+    /** Sampling against the decode step of the demo's shape at vocabulary 131072 (bench/lib/large-vocab.ts). */
+    largeVocab?: LargeVocabResult;
   };
   weights: {
     computeBytes: number;
@@ -216,9 +223,18 @@ export async function runSteps(ctx: Context): Promise<StepsResult> {
     const streamIds = await ctx.validationIds(256);
     const overheadCases: [string, Record<string, unknown>, number][] = [
       ['sampleToken, temperature 0.8, vocab 4096', { what: 'sample', vocab: 4096 }, 200],
-      ['sampleToken, temperature 0.8, vocab 32768', { what: 'sample', vocab: 32768 }, 30],
-      ['sampleToken, temperature 0.8, vocab 131072', { what: 'sample', vocab: 131072 }, 6],
+      ['sampleToken, temperature 0.8, vocab 32768', { what: 'sample', vocab: 32768 }, 60],
+      ['sampleToken, temperature 0.8, vocab 131072', { what: 'sample', vocab: 131072 }, 30],
+      [SAMPLE_REFERENCE_131072, { what: 'sample-reference', vocab: 131072 }, 6],
+      ['sampleToken, temperature 0.8, top_p 0.95, vocab 131072', { what: 'sample', vocab: 131072, sampling: { topP: 0.95 } }, 30],
+      ['sampleToken, temperature 0.8, top_k 40, vocab 131072', { what: 'sample', vocab: 131072, sampling: { topK: 40 } }, 30],
+      [
+        'sampleToken, temperature 0.8, top_k 50, top_p 0.9, min_p 0.05, vocab 131072',
+        { what: 'sample', vocab: 131072, sampling: { topK: 50, topP: 0.9, minP: 0.05 } },
+        30,
+      ],
       ['sampleToken, temperature 0 (argmax), vocab 4096', { what: 'greedy', vocab: 4096 }, 2000],
+      ['sampleToken, temperature 0 (argmax: one pass over the logits), vocab 131072', { what: 'greedy', vocab: 131072 }, 100],
       ['TextStreamer.push, mean over a 64-token generation', { what: 'stream', ids: streamIds }, 64],
       ['TextStreamer.push, mean over a 256-token generation', { what: 'stream', ids: streamIds }, 256],
       ['await setTimeout(0) (the generation loop yields once per token)', { what: 'yield' }, 200],
@@ -238,7 +254,13 @@ export async function runSteps(ctx: Context): Promise<StepsResult> {
       }
     }
     micro.overheadUs = Object.fromEntries(Object.entries(overheadW).map(([k, v]) => [k, median(v)]));
+    const stepPerRound = cells.get('workerd/zero')?.perStepMs ?? [];
+    micro.overheadVsStep = Object.fromEntries(
+      Object.entries(overheadW).map(([k, v]) => [k, median(v.map((us, round) => us / 1000 / stepPerRound[round % stepPerRound.length]))]),
+    );
 
+    micro.largeVocab = await measureLargeVocab(demo.manifest.tables!.layout.rowValues, rounds);
+    ctx.log('steps: sampling against a decode step at vocabulary 131072 done');
     for (const [k, v] of Object.entries(lookupW)) micro.lookupUs[k] = diffs(v);
     for (const [k, v] of Object.entries(decodeW)) micro.decodeUs[k] = diffs(v);
 

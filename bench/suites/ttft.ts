@@ -8,7 +8,10 @@
 import { requestJson, streamCompletion, type StreamResult } from '../lib/client.ts';
 import type { Context } from '../lib/context.ts';
 import { IsolateInspector } from '../lib/inspector.ts';
-import { summarize, type Summary } from '../lib/stats.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { optimizeGraph } from '../../cli/optimize-graph.ts';
+import { pairedRatio, shuffled, summarize, type Summary } from '../lib/stats.ts';
 import { launchWorker, processMemory, seedR2 } from '../lib/worker.ts';
 
 export interface ColdStart {
@@ -30,7 +33,33 @@ export interface TtftResult {
   phaseRss: Record<string, Summary>;
   /** The isolate's V8 heap used + ArrayBuffers after each phase, MiB (median). */
   phaseHeap: Record<string, Summary>;
+  /**
+   * Graph-only session creates (after the isolate's first session) per way of shipping the graph,
+   * timed in the worker: create ms, decode ms per step, paired ratios against the graph as served,
+   * and the largest |logit difference| from it.
+   */
+  sessionVariants?: {
+    name: string;
+    graphBytes: number;
+    createMs: Summary;
+    stepMs: Summary;
+    createRatio: number;
+    stepRatio: number;
+    maxLogitDiff: number;
+  }[];
 }
+
+/** How a graph can be shipped and loaded: the served graph with onnxruntime's defaults first (the yardstick). */
+const SESSION_VARIANTS = [
+  { name: 'compute.onnx, onnxruntime defaults (as served)', graph: 'onnx', options: 'default' },
+  { name: 'compute.onnx, graph optimization disabled', graph: 'onnx', options: 'disabled' },
+  { name: 'optimized at build (ORT format, extended), optimization disabled', graph: 'ort', options: 'disabled' },
+  {
+    name: 'optimized at build (ORT format), sessionOptionsFor: optimization disabled, no prepacking',
+    graph: 'ort',
+    options: 'build-optimized',
+  },
+] as const;
 
 const view = (r: StreamResult) => ({
   headersMs: r.headersMs,
@@ -50,6 +79,12 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
   const edgeSeed = await seedR2(edge, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const benchSeed = await seedR2(bench, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const runs: ColdStart[] = [];
+  const servedGraph = readFileSync(join(demo.dir, demo.manifest.objects.compute.path));
+  const graphs: Record<'onnx' | 'ort', Uint8Array<ArrayBuffer>> = {
+    onnx: new Uint8Array(servedGraph),
+    ort: new Uint8Array(await optimizeGraph(servedGraph)),
+  };
+  const variantRuns = SESSION_VARIANTS.map(() => ({ createMs: [] as number[], stepMs: [] as number[], maxLogitDiff: 0 }));
   const phaseTimes: Record<string, number[]> = {
     'first request (no bundle)': [],
     read: [],
@@ -98,6 +133,26 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
         phaseTimes[phase].push(r.ms);
         await record(phase);
       }
+      for (const round of [0, 1]) {
+        let served: number[] | null = null;
+        for (const i of shuffled(
+          SESSION_VARIANTS.map((_, i) => i),
+          rep * 2 + round,
+        ).sort((a, b) => (a === 0 ? -1 : b === 0 ? 1 : 0))) {
+          const variant = SESSION_VARIANTS[i];
+          const response = await fetch(`${b.url}/session-variant?model=flex&options=${variant.options}`, {
+            method: 'POST',
+            body: graphs[variant.graph],
+          });
+          const json = (await response.json()) as { createMs: number; stepMs: number; logits: number[]; error?: string };
+          if (!response.ok) throw new Error(`bench worker /session-variant: ${json.error}`);
+          variantRuns[i].createMs.push(json.createMs);
+          variantRuns[i].stepMs.push(json.stepMs);
+          if (i === 0) served = json.logits;
+          else if (served)
+            variantRuns[i].maxLogitDiff = Math.max(variantRuns[i].maxLogitDiff, ...json.logits.map((v, j) => Math.abs(v - served![j])));
+        }
+      }
       const ids = await ctx.validationIds(232);
       const steps = await requestJson(b.url, '/phase', { model: 'flex', phase: 'steps', ids });
       if (steps.status !== 200) throw new Error(`bench worker /phase steps: ${JSON.stringify(steps.json)}`);
@@ -132,5 +187,14 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
   for (const [k, v] of Object.entries(phaseRss)) rssSummary[k] = summarize(v);
   const heapSummary: Record<string, Summary> = {};
   for (const [k, v] of Object.entries(phaseHeap)) heapSummary[k] = summarize(v);
-  return { suite: 'ttft', reps, promptTokens, runs, summary, phases, phaseRss: rssSummary, phaseHeap: heapSummary };
+  const sessionVariants = SESSION_VARIANTS.map((variant, i) => ({
+    name: variant.name,
+    graphBytes: graphs[variant.graph].byteLength,
+    createMs: summarize(variantRuns[i].createMs),
+    stepMs: summarize(variantRuns[i].stepMs),
+    createRatio: pairedRatio(variantRuns[i].createMs, variantRuns[0].createMs),
+    stepRatio: pairedRatio(variantRuns[i].stepMs, variantRuns[0].stepMs),
+    maxLogitDiff: variantRuns[i].maxLogitDiff,
+  }));
+  return { suite: 'ttft', reps, promptTokens, runs, summary, phases, phaseRss: rssSummary, phaseHeap: heapSummary, sessionVariants };
 }

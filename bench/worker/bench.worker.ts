@@ -27,12 +27,14 @@ import type { RowSource } from '../../src/bundle/row-source.ts';
 import { decodeRow } from '../../src/bundle/row-codec.ts';
 import { Decoder } from '../../src/engine/decoder.ts';
 import { sampleToken } from '../../src/engine/sampler.ts';
+import { referenceSample } from '../../src/engine/sampler-reference.ts';
 import { TextStreamer } from '../../src/engine/text-streamer.ts';
 import { createServingCore, type LoadedBundle, type ServingCore } from '../../src/serving/serving-core.ts';
 import { bundleKey, pointerKey } from '../../src/storage/object-store.ts';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { Random } from '../../src/util/random.ts';
 import { sha256Hex } from '../../src/util/sha256.ts';
+import { sessionOptionsFor } from '../../src/serving/session-options.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
 import { R2Store } from '../../workers/r2-store.ts';
 import { runLookups, runSteps, zeroRows } from '../lib/steps.ts';
@@ -132,17 +134,19 @@ export default {
       if (url.pathname === '/overhead') {
         const body = (await request.json()) as {
           model: string;
-          what: 'sample' | 'greedy' | 'stream' | 'yield';
+          what: 'sample' | 'sample-reference' | 'greedy' | 'stream' | 'yield';
           n: number;
           vocab?: number;
+          sampling?: { topK?: number; topP?: number; minP?: number };
           ids?: number[];
         };
         let checksum = 0;
-        if (body.what === 'sample' || body.what === 'greedy') {
+        if (body.what === 'sample' || body.what === 'sample-reference' || body.what === 'greedy') {
           const rng = new Random(1);
           const logits = Float32Array.from({ length: body.vocab ?? 4096 }, () => rng.normal() * 3);
+          const options = { temperature: body.what === 'greedy' ? 0 : 0.8, topK: 0, topP: 1, ...body.sampling };
           for (let i = 0; i < body.n; i++)
-            checksum += sampleToken(logits, { temperature: body.what === 'greedy' ? 0 : 0.8, topK: 0, topP: 1 }, rng);
+            checksum += body.what === 'sample-reference' ? referenceSample(logits, options, rng.next()) : sampleToken(logits, options, rng);
         } else if (body.what === 'stream') {
           const { tokenizer } = (await model(env, body.model)).bundle;
           const streamer = new TextStreamer((ids) => tokenizer.decode(ids));
@@ -152,6 +156,32 @@ export default {
           for (let i = 0; i < body.n; i++) await new Promise((resolve) => setTimeout(resolve, 0));
         }
         return Response.json({ checksum });
+      }
+      if (url.pathname === '/session-variant') {
+        // A graph posted as the body, loaded with the named options (after the isolate's first session):
+        // the create time and a decode loop (32-token prefill + steps, constant rows), timed in the worker.
+        const state = phases.get(url.searchParams.get('model') ?? 'flex');
+        if (!state) throw new Error('phase read first');
+        const graph = new Uint8Array(await request.arrayBuffer());
+        const variant = url.searchParams.get('options') ?? 'default';
+        const options: InferenceSession.SessionOptions =
+          variant === 'build-optimized' ? sessionOptionsFor(graph) : variant === 'disabled' ? { graphOptimizationLevel: 'disabled' } : {};
+        const t0 = performance.now();
+        const session = await onnxRuntime().InferenceSession.create(graph, options);
+        const createMs = performance.now() - t0;
+        const { config } = state.manifest;
+        const ids = Array.from({ length: 96 }, (_, i) => (i * 37) % config.vocab_size);
+        const rows = state.manifest.tables ? zeroRows(state.manifest.tables.layout.rowValues) : null;
+        const decoder = new Decoder({ session, Tensor: onnxRuntime().Tensor, config, rows });
+        await runSteps(decoder, { ids, prefill: 32, steps: 8 });
+        const t1 = performance.now();
+        await runSteps(decoder, { ids, prefill: 32, steps: 0 });
+        const t2 = performance.now();
+        await runSteps(decoder, { ids, prefill: 32, steps: 64 });
+        const stepMs = (performance.now() - t2 - (t2 - t1)) / 64;
+        const last = await decoder.step(decoder.start(), ids.slice(0, 40));
+        await session.release();
+        return Response.json({ createMs, stepMs, logits: Array.from(last.subarray(last.length - config.vocab_size)) });
       }
       if (url.pathname === '/phase') {
         const body = (await request.json()) as {

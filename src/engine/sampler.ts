@@ -1,4 +1,7 @@
 import type { Random } from '../util/random.ts';
+import { referenceDrawInIdOrder, referenceSample } from './sampler-reference.ts';
+import { fastSoftmaxWeights } from './softmax-weights.ts';
+import { candidatesFrom, topCandidates } from './top-candidates.ts';
 
 export interface SamplingOptions {
   /** 0 means greedy (argmax). */
@@ -12,53 +15,135 @@ export interface SamplingOptions {
 }
 
 /**
- * Picks the next token from one position's logits. Deterministic for a given Random state.
- * Without top-k or top-p it draws straight from softmax(logits / T) in id order, with no sort: a
- * full sort of the vocabulary per token cost as much as a decode step (docs/BENCHMARKS.md).
+ * Picks the next token from one position's logits: always the token the straightforward sampler
+ * (sampler-reference.ts) picks for the same draw, so a seed gives the same text, at a fraction of
+ * its cost at large vocabularies (docs/BENCHMARKS.md).
  *
- * Each token's weight is w_i = exp((l_i − l_max) / T) = p_i / p_max, so min_p keeps w_i ≥ min_p;
- * it is applied before top-k and top-p, which then see the renormalised rest (vLLM's order).
+ * Without top-k or top-p it draws from softmax(logits / T) in id order. The weights come from a fast
+ * exp with a proven error bound; when the draw lands closer to a token's edge than that bound (or a
+ * logit is not finite) the exact computation decides. Under top-k or top-p the candidates are the
+ * most likely ids, most likely first: top-k takes them from a bounded heap, top-p the 64 most
+ * likely or, when its cut lies further, every id above a logit a histogram of the weights finds,
+ * without sorting the vocabulary. min_p keeps w_i = p_i / p_max ≥ min_p before top-k and
+ * top-p, which see the renormalised rest (vLLM's order).
  */
 export function sampleToken(logits: Float32Array, options: SamplingOptions, rng: Random): number {
   if (options.temperature === 0) return argmax(logits);
+  const u = rng.next();
+  const limitedByTopK = options.topK > 0 && options.topK < logits.length;
+  if (limitedByTopK) return drawFromCandidates(logits, topCandidates(logits, options.topK), options.topK, options, u, null);
+  if (options.topP < 1) return drawUnderTopP(logits, options, u);
+  return drawInIdOrder(logits, options.temperature, options.minP ?? 0, u);
+}
+
+function drawInIdOrder(logits: Float32Array, temperature: number, minP: number, u: number): number {
+  const top = max(logits);
+  const fast = Number.isFinite(top) ? fastSoftmaxWeights(logits, top, temperature, minP) : null;
+  if (fast === null) return referenceDrawInIdOrder(logits, temperature, minP, u);
+  const { weights, total, errorBound } = fast;
+  const r = u * total;
+  let below = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const above = below + weights[i];
+    if (above > r) {
+      // The exact sums could only pick another token if r were within the bound of an edge.
+      if (r - below > errorBound && above - r > errorBound) return i;
+      break;
+    }
+    below = above;
+  }
+  return referenceDrawInIdOrder(logits, temperature, minP, u);
+}
+
+/**
+ * Top-p over the whole vocabulary: the 64 most likely ids first (enough for a peaked distribution);
+ * else every id above a logit under which, by a histogram of the weights, less than 1 − top_p of
+ * the mass lies, sorted. The cut must be proven inside those candidates, else the reference decides.
+ */
+function drawUnderTopP(logits: Float32Array, options: SamplingOptions, u: number): number {
+  const n = logits.length;
   const minP = options.minP ?? 0;
-  const filtered = (options.topK > 0 && options.topK < logits.length) || options.topP < 1;
-  if (!filtered) return drawFromSoftmax(logits, options.temperature, minP, rng);
-  // Candidate ids, most likely first.
-  const candidates =
-    options.topK > 0 && options.topK < logits.length
-      ? topLogProbabilities(logits, options.topK).map((t) => t.id)
-      : Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
+  const m = 64;
+  if (n <= m) return referenceSample(logits, options, u);
+  const candidates = topCandidates(logits, m);
+  const top = logits[candidates[0]];
+  if (!Number.isFinite(top)) return referenceSample(logits, options, u);
+  // Unless min_p's cut falls inside the prefix, top-p divides by the total over the whole vocabulary.
+  if (minP > 0 && Math.exp((logits[candidates[m - 1]] - top) / options.temperature) < minP)
+    return drawFromCandidates(logits, candidates, m, options, u, null);
+  const whole = fastSoftmaxWeights(logits, top, options.temperature, minP);
+  if (whole === null) return referenceSample(logits, options, u);
+  const picked = drawFromCandidates(logits, candidates, m, options, u, whole);
+  if (picked >= 0) return picked;
+  if (picked === CUT_BEYOND_PREFIX) {
+    const lowest = logitHoldingMass(logits, whole.weights, top, options.temperature, options.topP * whole.total + 4 * whole.errorBound);
+    const wider = candidatesFrom(logits, lowest);
+    const again = drawFromCandidates(logits, wider.ids, wider.count, options, u, whole);
+    if (again >= 0) return again;
+  }
+  return referenceSample(logits, options, u);
+}
+
+const BINS_PER_UNIT = 16;
+const BINS = 36 * BINS_PER_UNIT;
+const binMass = new Float64Array(BINS + 1);
+
+/** A logit such that the ids at or above it hold at least `mass` of the weights (bins of 1/16 in (l − top) / T, one bin to spare). */
+function logitHoldingMass(logits: Float32Array, weights: Float64Array, top: number, temperature: number, mass: number): number {
+  binMass.fill(0);
+  const scale = BINS_PER_UNIT / temperature;
+  for (let i = 0; i < logits.length; i++) {
+    const bin = (top - logits[i]) * scale;
+    if (bin < BINS) binMass[bin | 0] += weights[i];
+  }
+  let cumulative = 0;
+  for (let bin = 0; bin < BINS; bin++) {
+    cumulative += binMass[bin];
+    if (cumulative >= mass) return top - ((bin + 2) * temperature) / BINS_PER_UNIT;
+  }
+  return -Infinity;
+}
+
+const CUT_BEYOND_PREFIX = -1;
+const UNDECIDED = -2;
+let weightScratch = new Float64Array(0);
+
+/**
+ * The reference's draw over `count` candidates, most likely first. With `wholeTotal` the candidates
+ * are a prefix of the vocabulary and top-p divides by that estimate of the total over every token:
+ * the cut must then be proven inside the prefix, else CUT_BEYOND_PREFIX or UNDECIDED.
+ */
+function drawFromCandidates(
+  logits: Float32Array,
+  candidates: Int32Array,
+  count: number,
+  options: SamplingOptions,
+  u: number,
+  wholeTotal: { total: number; errorBound: number } | null,
+): number {
+  if (weightScratch.length < count) weightScratch = new Float64Array(Math.max(count, 2 * weightScratch.length));
+  const weights = weightScratch;
+  const minP = options.minP ?? 0;
   let top = -Infinity;
-  for (const id of candidates) top = Math.max(top, logits[id]);
-  // softmax(logits / T) over the candidates, stable with the max subtracted.
-  const weights = new Float64Array(candidates.length);
+  for (let i = 0; i < count; i++) top = Math.max(top, logits[candidates[i]]);
   let total = 0;
-  candidates.forEach((id, i) => {
-    weights[i] = Math.exp((logits[id] - top) / options.temperature);
+  for (let i = 0; i < count; i++) {
+    weights[i] = Math.exp((logits[candidates[i]] - top) / options.temperature);
     total += weights[i];
-  });
-  let kept = candidates.length;
-  // Weights fall along the candidates, so min_p keeps a prefix of them.
+  }
+  let kept = count;
   if (minP > 0) {
-    kept = weights.findIndex((w) => w < minP);
-    if (kept === -1) kept = candidates.length;
-    total = weights.subarray(0, kept).reduce((a, b) => a + b, 0);
+    kept = 0;
+    while (kept < count && !(weights[kept] < minP)) kept++;
+    total = sumOf(weights, kept);
   }
   if (options.topP < 1) {
-    // The smallest prefix whose probability reaches top_p (all of them if rounding falls short).
-    let cumulative = 0;
-    const candidatesLeft = kept;
-    for (let i = 0; i < candidatesLeft; i++) {
-      cumulative += weights[i] / total;
-      if (cumulative >= options.topP) {
-        kept = i + 1;
-        break;
-      }
-    }
-    total = weights.subarray(0, kept).reduce((a, b) => a + b, 0);
+    const cut = wholeTotal === null ? topPCut(weights, kept, total, options.topP) : provenTopPCut(weights, kept, wholeTotal, options.topP);
+    if (cut < 0) return cut;
+    kept = cut;
+    total = sumOf(weights, kept);
   }
-  let r = rng.next() * total;
+  let r = u * total;
   for (let i = 0; i < kept; i++) {
     r -= weights[i];
     if (r < 0) return candidates[i];
@@ -66,25 +151,38 @@ export function sampleToken(logits: Float32Array, options: SamplingOptions, rng:
   return candidates[kept - 1];
 }
 
-/** One draw from softmax(logits / T) over the whole vocabulary (tokens under min_p dropped), in id order. */
-function drawFromSoftmax(logits: Float32Array, temperature: number, minP: number, rng: Random): number {
-  let top = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > top) top = logits[i];
-  const weights = new Float64Array(logits.length);
+/** The smallest prefix whose probability reaches p (all of them if rounding falls short). */
+function topPCut(weights: Float64Array, kept: number, total: number, topP: number): number {
+  let cumulative = 0;
+  for (let i = 0; i < kept; i++) {
+    cumulative += weights[i] / total;
+    if (cumulative >= topP) return i + 1;
+  }
+  return kept;
+}
+
+/** topPCut against a total known only within a bound: the cut when the bound cannot move it. */
+function provenTopPCut(weights: Float64Array, kept: number, whole: { total: number; errorBound: number }, topP: number): number {
+  const relative = (2 * whole.errorBound) / whole.total;
+  let cumulative = 0;
+  for (let i = 0; i < kept; i++) {
+    cumulative += weights[i] / whole.total;
+    const slack = cumulative * (relative + 4 * (i + 2) * 2 ** -53);
+    if (cumulative >= topP - slack) return cumulative >= topP + slack ? i + 1 : UNDECIDED;
+  }
+  return CUT_BEYOND_PREFIX;
+}
+
+function sumOf(weights: Float64Array, count: number): number {
   let total = 0;
-  for (let i = 0; i < logits.length; i++) {
-    const w = Math.exp((logits[i] - top) / temperature);
-    total += weights[i] = w < minP ? 0 : w;
-  }
-  let r = rng.next() * total;
-  for (let i = 0; i < logits.length; i++) {
-    r -= weights[i];
-    if (r < 0) return i;
-  }
-  // Rounding left r ≥ 0: the last token still in the draw.
-  let last = logits.length - 1;
-  while (weights[last] === 0 && last > 0) last--;
-  return last;
+  for (let i = 0; i < count; i++) total += weights[i];
+  return total;
+}
+
+function max(values: Float32Array): number {
+  let top = -Infinity;
+  for (let i = 0; i < values.length; i++) if (values[i] > top) top = values[i];
+  return top;
 }
 
 export function argmax(values: Float32Array): number {
@@ -101,21 +199,14 @@ export function logProbability(logits: Float32Array, target: number): number {
 /** The k most likely tokens with their log-probabilities, most likely first. */
 export function topLogProbabilities(logits: Float32Array, k: number): { id: number; logprob: number }[] {
   const norm = logSumExp(logits);
-  const top: number[] = [];
-  for (let i = 0; i < logits.length; i++) {
-    if (top.length < k || logits[i] > logits[top[top.length - 1]]) {
-      top.push(i);
-      top.sort((a, b) => logits[b] - logits[a] || a - b);
-      if (top.length > k) top.pop();
-    }
-  }
-  return top.map((id) => ({ id, logprob: logits[id] - norm }));
+  const count = Math.min(k, logits.length);
+  const ids = topCandidates(logits, count);
+  return Array.from({ length: count }, (_, i) => ({ id: ids[i], logprob: logits[ids[i]] - norm }));
 }
 
 function logSumExp(logits: Float32Array): number {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
+  const top = max(logits);
   let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
-  return max + Math.log(sum);
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - top);
+  return top + Math.log(sum);
 }

@@ -171,17 +171,25 @@ export class ModelRegistry {
     const manifest = await this.reader.manifest(version);
     const graphRef = this.options.graph === 'compute' ? manifest.objects.compute : manifest.objects.reference;
     if (!graphRef) throw new InputError(`bundle ${version} has no reference graph (build it with --reference)`);
-    const [graph, tokenizerBytes, rowChecksums] = await Promise.all([
-      this.reader.verified(version, graphRef),
-      this.reader.verified(version, manifest.objects.tokenizer),
+    // The session is created as soon as the graph is read and checked, while the other objects are still being read.
+    const session = this.reader.verified(version, graphRef).then((graph) => this.options.createSession(graph));
+    const rest = Promise.all([
+      this.reader
+        .verified(version, manifest.objects.tokenizer)
+        .then((bytes) =>
+          parseStored(objectKey(version, manifest.objects.tokenizer), () => new TextTokenizer(JSON.parse(new TextDecoder().decode(bytes)))),
+        ),
       this.rowChecksums(version, manifest),
+      this.overrides(version, manifest),
     ]);
-    const tokenizer = parseStored(
-      objectKey(version, manifest.objects.tokenizer),
-      () => new TextTokenizer(JSON.parse(new TextDecoder().decode(tokenizerBytes))),
-    );
-    const session = queuedSession(await this.options.createSession(graph));
-    return { version, manifest, tokenizer, session, overrides: await this.overrides(version, manifest), rowChecksums };
+    const [created, others] = await Promise.allSettled([session, rest]);
+    if (others.status === 'rejected') {
+      if (created.status === 'fulfilled') await created.value.release().catch(() => {});
+      throw others.reason;
+    }
+    if (created.status === 'rejected') throw created.reason;
+    const [tokenizer, rowChecksums, overrides] = others.value;
+    return { version, manifest, tokenizer, session: queuedSession(created.value), overrides, rowChecksums };
   }
 
   private async rowChecksums(version: string, manifest: BundleManifest): Promise<Uint32Array> {

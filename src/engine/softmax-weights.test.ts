@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { Random } from '../util/random.ts';
+import { fastSoftmaxWeights } from './softmax-weights.ts';
+
+describe('fastSoftmaxWeights', () => {
+  it('stays within its assumed relative error of Math.exp, and sums within its bound', () => {
+    const rng = new Random(8);
+    for (const temperature of [0.1, 0.8, 3]) {
+      const logits = Float32Array.from({ length: 5000 }, () => rng.normal() * 4);
+      const top = Math.max(...logits);
+      const fast = fastSoftmaxWeights(logits, top, temperature, 0);
+      expect(fast).not.toBeNull();
+      if (fast === null) return;
+      let exactTotal = 0;
+      let worst = 0;
+      for (let i = 0; i < logits.length; i++) {
+        const exact = Math.exp((logits[i] - top) / temperature);
+        exactTotal += exact;
+        if (exact > 1e-15) worst = Math.max(worst, Math.abs(fast.weights[i] - exact) / exact);
+      }
+      expect(worst).toBeLessThan(1e-10);
+      expect(Math.abs(fast.total - exactTotal)).toBeLessThan(fast.errorBound);
+    }
+  });
+
+  it('applies min_p exactly at the threshold, and refuses NaN', () => {
+    const logits = Float32Array.from([0, -0.75, -5]);
+    const minP = Math.exp(-0.75);
+    const fast = fastSoftmaxWeights(logits, 0, 1, minP);
+    expect(fast?.weights[1]).toBe(minP);
+    expect(fast?.weights[2]).toBe(0);
+    expect(fastSoftmaxWeights(logits, 0, 1, minP * (1 + 1e-15))?.weights[1]).toBe(0);
+    expect(fastSoftmaxWeights(Float32Array.from([0, Number.NaN]), 0, 1, 0)).toBeNull();
+  });
+});

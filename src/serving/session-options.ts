@@ -1,0 +1,22 @@
+/**
+ * How a served graph's onnxruntime session is created. A graph optimized at build time
+ * (cli/optimize-graph.ts, onnxruntime's ORT format) needs none of the load-time work: graph
+ * optimization is off, and weights are not prepacked for MLAS's GEMM (it measured as part of
+ * the first `InferenceSession.create`; docs/BENCHMARKS.md, cold-start phases).
+ */
+import type { InferenceSession } from 'onnxruntime-common';
+
+/** The first bytes of an ORT-format graph: a flatbuffer whose file identifier is `ORTM`. */
+export function isOrtFormat(graph: Uint8Array): boolean {
+  return graph.byteLength >= 8 && graph[4] === 0x4f && graph[5] === 0x52 && graph[6] === 0x54 && graph[7] === 0x4d;
+}
+
+/** Session options for a graph: no load-time optimization for one optimized at build time, onnxruntime's defaults otherwise. */
+export function sessionOptionsFor(graph: Uint8Array): InferenceSession.SessionOptions {
+  if (!isOrtFormat(graph)) return {};
+  return {
+    graphOptimizationLevel: 'disabled',
+    // Not use_ort_model_bytes_directly: onnxruntime-web frees its copy of the bytes after create.
+    extra: { session: { disable_prepacking: '1' } },
+  };
+}
