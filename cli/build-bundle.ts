@@ -15,6 +15,7 @@ import { InputError } from '../src/errors.ts';
 import { GRAPH_IO } from '../src/model/graph-io.ts';
 import { buildDecoderGraph, buildMemoryGraph } from '../src/model/model.ts';
 import { readCheckpoint, readJsonFile, type Checkpoint } from './checkpoint.ts';
+import { writeLens } from './build-lens.ts';
 
 export interface BuildOptions {
   dtype: TableDtype;
@@ -23,6 +24,8 @@ export interface BuildOptions {
   progress: boolean;
   /** Upper bound of one table object, so huge tables upload and verify in parts. */
   shardBytes?: number;
+  /** Entries per list of the inspector's lens (src/inspect/lens-format.ts); 0 builds no lens. */
+  lensK?: number;
 }
 
 const DEFAULT_SHARD_BYTES = 512 * 1024 * 1024;
@@ -47,12 +50,14 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
       : undefined;
     const tables = checkpoint.config.memory_layers.length ? await writeTables(checkpoint, staging, options) : null;
     const chatTemplate = readChatTemplate(checkpointDir);
+    const lens = tables && options.lensK !== 0 ? await writeLens(checkpoint, staging, tables, options) : undefined;
     const partial = {
       format: BUNDLE_FORMAT,
       config: checkpoint.config,
       objects: { compute, tokenizer, reference },
       tables,
       chatTemplate,
+      lens,
       builtFrom: { tool: 'flexmem 0.1.0' },
     } as const;
     const manifest: BundleManifest = { ...partial, version: await versionId(partial) };
@@ -66,7 +71,7 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
   }
 }
 
-function writeStagedObject(staging: string, path: string, bytes: Uint8Array): ObjectRef {
+export function writeStagedObject(staging: string, path: string, bytes: Uint8Array): ObjectRef {
   writeFileSync(join(staging, path), bytes);
   return { path, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
 }

@@ -4,6 +4,7 @@ import { InputError } from '../src/errors.ts';
 import { registerBuild } from './commands/build.ts';
 import { registerEval } from './commands/eval.ts';
 import { registerInit } from './commands/init.ts';
+import { registerInspect } from './commands/inspect.ts';
 import { registerPlan } from './commands/plan.ts';
 import { registerGc } from './commands/gc.ts';
 import { registerPatch } from './commands/patch.ts';
@@ -30,6 +31,7 @@ const commands = [
   registerRollback,
   registerGc,
   registerPatch,
+  registerInspect,
 ];
 for (const register of commands) register(program);
 

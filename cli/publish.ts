@@ -46,6 +46,8 @@ export function ownObjects(manifest: BundleManifest): ObjectRef[] {
     ...(manifest.tables?.shards ?? []),
     manifest.tables?.checksums,
     manifest.overrides,
+    manifest.lens?.entries,
+    manifest.lens?.overrides,
   ];
   return all.filter((o): o is ObjectRef => !!o && !o.from);
 }

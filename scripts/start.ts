@@ -1,8 +1,9 @@
 /**
  * `npm start`: builds the embedded demo bundles if they are missing, seeds the local R2 bucket
- * that `wrangler dev` uses, starts the worker on localhost and prints a curl to try.
+ * that `wrangler dev` uses, builds the playground page (served at / as static assets), starts the
+ * worker on localhost and prints a curl to try.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildBundle } from '../cli/build-bundle.ts';
@@ -10,6 +11,7 @@ import { readLocalManifest } from '../cli/local-bundle.ts';
 import { publishBundle } from '../cli/publish.ts';
 import { writeRandomCheckpoint } from '../cli/random-checkpoint.ts';
 import { withTarget, WRANGLER_STATE } from '../cli/targets.ts';
+import { copyOrtAssets } from './copy-ort-assets.ts';
 
 const PORT = Number(process.env.PORT ?? 8787);
 const WORK = '.flexmem';
@@ -34,11 +36,14 @@ async function seedLocalBucket(bundles: { model: string; dir: string }[]): Promi
   });
 }
 
-/** A bundle this flexmem can serve (one built by an older release, e.g. without row checksums, is rebuilt). */
+/**
+ * A bundle this flexmem can serve and inspect (one built by an older release, e.g. without row
+ * checksums or without the inspector's lens, is rebuilt).
+ */
 function isCurrentBundle(dir: string): boolean {
   try {
-    readLocalManifest(dir);
-    return true;
+    const manifest = readLocalManifest(dir);
+    return !manifest.tables || manifest.lens !== undefined;
   } catch {
     return false;
   }
@@ -66,14 +71,19 @@ for (const { model, checkpoint } of demoCheckpoints()) {
   bundles.push({ model, dir });
 }
 await seedLocalBucket(bundles);
+// wrangler dev serves web/dist at / (wrangler.toml [assets]), with onnxruntime-web's files at /ort/.
+copyOrtAssets(join('web', 'public', 'ort'));
+execFileSync('npx', ['vite', 'build', '--config', 'web/vite.config.ts'], { stdio: 'inherit' });
 
 // Access as the caller's environment says: API_KEYS (without, open to anyone), CORS_ORIGINS (without, any origin).
 const apiKeys = process.env.API_KEYS?.trim() ?? '';
 const corsOrigins = process.env.CORS_ORIGINS?.trim() || '*';
 const vars = [`CORS_ORIGINS:${corsOrigins}`, apiKeys ? `API_KEYS:${apiKeys}` : 'ALLOW_ANONYMOUS:true'];
 const devArgs = ['--persist-to', '.wrangler/state', ...vars.flatMap((v) => ['--var', v])];
+// Its own process group: npx does not pass a signal on to wrangler and workerd, so a stop goes to the whole group.
 const wrangler = spawn('npx', ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(PORT), ...devArgs], {
   stdio: ['inherit', 'pipe', 'inherit'],
+  detached: true,
 });
 let announced = false;
 wrangler.stdout.on('data', (chunk: Buffer) => {
@@ -82,6 +92,7 @@ wrangler.stdout.on('data', (chunk: Buffer) => {
     announced = true;
     const model = bundles[0].model;
     console.log(`\nflexmem is serving ${bundles.map((b) => b.model).join(', ')} on http://127.0.0.1:${PORT}.`);
+    console.log(`Playground: open http://127.0.0.1:${PORT}/ in a browser.`);
     console.log(
       apiKeys
         ? "Access: keys required, from $API_KEYS ('authorization: Bearer <key>')."
@@ -95,4 +106,4 @@ wrangler.stdout.on('data', (chunk: Buffer) => {
   }
 });
 wrangler.on('exit', (code) => process.exit(code ?? 0));
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => wrangler.kill(signal));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.kill(-wrangler.pid!, signal));

@@ -231,10 +231,11 @@ describe.each([
       expect(manifest.overrides!.tokens).toEqual(edits.map((e) => e.token).sort((a, b) => a - b));
       expect(rowDifferences(expectedRows(before, edits), rows)).toEqual([]);
 
-      // Only the rows were uploaded; everything else is the base's.
+      // Only the rows (and the inspector's records of the edited tokens) were uploaded; everything else is the base's.
       expect((await target.store.list(bundleKey(patchVersion, ''))).sort()).toEqual(
-        ['manifest.json', 'overrides.bin', 'published.json'].map((f) => bundleKey(patchVersion, f)),
+        ['lens/overrides.bin', 'manifest.json', 'overrides.bin', 'published.json'].map((f) => bundleKey(patchVersion, f)),
       );
+      expect(manifest.lens?.entries.from).toBe(base.version);
       expect(manifest.base).toBe(base.version);
       expect(
         [manifest.objects.compute, manifest.objects.tokenizer, manifest.tables!.checksums, ...manifest.tables!.shards].map((o) => o.from),

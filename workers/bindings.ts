@@ -50,6 +50,8 @@ export interface Env {
   API_KEYS?: string;
   /** "true" serves without keys when API_KEYS is empty; otherwise such a deployment refuses requests. */
   ALLOW_ANONYMOUS?: string;
+  /** "true": GET /v1/bundles/* (bundle objects and table rows for browser clients, src/api/bundle-objects.ts) needs no key; the rest still does. */
+  PUBLIC_BUNDLES?: string;
   /** Comma-separated origins browsers may call from, or "*". */
   CORS_ORIGINS?: string;
   /** Optional rate-limiting binding ([[ratelimits]]); without it there is no rate limit. */

@@ -13,7 +13,7 @@ export function registerPatch(program: Command): void {
       .command('patch')
       .description("publish a knowledge edit: a version overriding a few tokens' memory rows, sharing everything else with its base")
       .argument('<bundle-or-version>', 'a version in the target, or a local bundle folder (published first if needed)')
-      .requiredOption('--edits <file>', 'edits.json (see cli/patch.ts for the format)')
+      .requiredOption('--edits <file>', 'edits.json (see src/memory/memory-edits.ts for the format)')
       .requiredOption('--to <target>', 's3://bucket/prefix or local[://bucket]')
       .option('--model <name>', 'model to point at the patch (default: the models serving the base)'),
   ).action(

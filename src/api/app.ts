@@ -21,6 +21,8 @@ import { countFault, countRequests } from './observe.ts';
 import { readJsonBody } from './read-body.ts';
 import { ChatRequestSchema, CompletionRequestSchema, parseRequest, refuseUnsupported } from './request-schema.ts';
 import { registerTokenizeRoutes } from './tokenize.ts';
+import { registerMemoryRoutes } from './memory-routes.ts';
+import { registerBundleObjectRoutes } from './bundle-objects.ts';
 
 export type ApiEnv<E> = { Bindings: E; Variables: { host: ApiHost; requestId: string } };
 
@@ -35,11 +37,14 @@ export function createApiApp<E extends object>(hostFor: (c: Context<ApiEnv<E>>) 
     c.header(REQUEST_ID_HEADER, requestId);
   });
   app.use(countRequests);
+  // Before the key check below: PUBLIC_BUNDLES may open bundle reads; otherwise the route checks the key itself.
+  registerBundleObjectRoutes(app);
   // CORS first: a preflight carries no key, and refusals need CORS headers for a browser to read them.
   app.use(corsHeaders, requireApiKey, requireJsonBody);
   // After the key check, so a request is counted under a checked key; a refused one takes no generation slot.
   app.post('/v1/*', rateLimited);
-  app.on('POST', ['/v1/completions', '/v1/chat/completions'], admitted);
+  // The prompt view runs forward passes of the model, like a generation.
+  app.on('POST', ['/v1/completions', '/v1/chat/completions', '/v1/memory/prompt'], admitted);
 
   app.get('/health', async (c) => {
     const { counters } = c.var.host.core;
@@ -108,6 +113,7 @@ export function createApiApp<E extends object>(hostFor: (c: Context<ApiEnv<E>>) 
   });
 
   registerTokenizeRoutes(app);
+  registerMemoryRoutes(app);
 
   app.notFound(
     (c) =>

@@ -3,10 +3,11 @@
  * context, start the core's generation of its n choices, and answer as JSON or as server-sent
  * events (the choices' chunks interleaved, each choice closed by its own finish chunk).
  */
-import type { ChoiceResult, GenerationRequest, TokenLogprob } from '../engine/generation.ts';
+import type { ChoiceResult, FedRow, GenerationRequest, TokenLogprob } from '../engine/generation.ts';
 import type { LoadedBundle } from '../serving/serving-core.ts';
-import { VERSION_HEADER, type ApiHost } from './host.ts';
+import { OVERRIDES_HEADER, VERSION_HEADER, type ApiHost } from './host.ts';
 import { ApiError, internalErrorBody } from './errors.ts';
+import { requestMemory } from './memory-overrides.ts';
 import { completionObserver } from './observe.ts';
 import { refuseOversizedPrompt } from './prompt-bound.ts';
 import {
@@ -19,8 +20,10 @@ import {
   timingSummary,
   tokenTextOf,
   usageChunk,
+  type ChunkProvenance,
   type Endpoint,
   type ResponseContext,
+  type TokenProvenance,
 } from './openai-format.ts';
 import type { ChatRequest, CompletionRequest } from './request-schema.ts';
 
@@ -41,6 +44,7 @@ type SharedRequest = Pick<
   | 'frequency_penalty'
   | 'repetition_penalty'
   | 'logit_bias'
+  | 'flexmem'
 > & {
   /** Alternatives to report per token, or null for no logprobs. */
   logprobs: number | null;
@@ -66,6 +70,7 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
   const promptIds = bundle.tokenizer.encode(prompt);
   const maxTokens = checkContext(bundle, promptIds.length, request.max_tokens, endpoint, host.limits.defaultMaxTokens);
   const bias = logitBiasOf(bundle, request.logit_bias);
+  const memory = requestMemory(host, bundle, request.flexmem);
 
   // One signal cancels the generation: the client went away, or the stream was cancelled.
   const cancel = new AbortController();
@@ -92,8 +97,9 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
     stop: [...requestStops, ...stops],
     logprobs: request.logprobs,
     signal: cancel.signal,
+    fedRowTier: memory.fedRowTier,
   };
-  const { deltas, metrics } = core.generate(bundle, generation, host.background);
+  const { deltas, metrics } = core.generate(bundle, generation, host.background, memory.readRows);
   const route = endpoint === 'chat' ? '/v1/chat/completions' : '/v1/completions';
   const observer = completionObserver(core.metrics, route, request.model, core.clock, started);
 
@@ -106,6 +112,18 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
     created: Math.floor(Date.now() / 1000),
     model: request.model,
     version: bundle.version,
+    overrides: memory.summary,
+  };
+  const headers: Record<string, string> = {
+    [VERSION_HEADER]: bundle.version,
+    ...(memory.summary && { [OVERRIDES_HEADER]: String(memory.summary.edits) }),
+  };
+  // Per choice: how many tokens it generated so far, and (without streaming) each token's provenance.
+  const generated = Array.from({ length: n }, () => 0);
+  const provenanceOf = (index: number, ids: number[], rows: FedRow[]): ChunkProvenance | null => {
+    if (!memory.fedRowTier) return null;
+    const tokens = ids.map((id) => ({ position: generated[index]++, id, text: tokenText(id).token }));
+    return { tokens, rows };
   };
   const usage = (completionTokens: number) => ({
     prompt_tokens: promptIds.length,
@@ -118,18 +136,28 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
   if (!request.stream) {
     const texts = Array.from({ length: n }, () => '');
     const tokens = Array.from({ length: n }, (): TokenLogprob[] => []);
+    const provenance = Array.from({ length: n }, (): (TokenProvenance & { tier: string | null })[] => []);
     let next = await deltas.next();
     for (; !next.done; next = await deltas.next()) {
+      const { index, ids, rows } = next.value;
       observer.delta();
-      texts[next.value.index] += next.value.text;
-      tokens[next.value.index].push(...next.value.tokens);
+      texts[index] += next.value.text;
+      tokens[index].push(...next.value.tokens);
+      const p = provenanceOf(index, ids, rows);
+      if (p) {
+        provenance[index].push(...p.tokens.map((t) => ({ ...t, tier: null })));
+        for (const row of p.rows) provenance[index][row.position].tier = row.tier;
+      }
     }
     const choices = next.value.choices.map((c, i) => ({ text: texts[i], finishReason: c.finishReason, logprobs: logprobsOf(tokens[i]) }));
     const t = summary();
     observer.finished(bundle.version, promptIds.length, completionTokens(next.value.choices), metrics());
-    return Response.json(completeResponse(r, choices, usage(completionTokens(next.value.choices)), t), {
-      headers: { [VERSION_HEADER]: bundle.version, 'server-timing': serverTimingHeader(t) },
-    });
+    return Response.json(
+      completeResponse(r, choices, usage(completionTokens(next.value.choices)), t, memory.fedRowTier ? provenance : null),
+      {
+        headers: { ...headers, 'server-timing': serverTimingHeader(t) },
+      },
+    );
   }
 
   const encoder = new TextEncoder();
@@ -149,13 +177,15 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
           }
           const next = await deltas.next();
           if (!next.done) {
-            const { index, text, tokens, finish } = next.value;
+            const { index, text, tokens, ids, rows, finish } = next.value;
             observer.delta();
-            if (text || tokens.length) {
-              controller.enqueue(event(deltaChunk(r, index, text, logprobsOf(tokens, streamedText[index]))));
+            const provenance = provenanceOf(index, ids, rows);
+            if (text || tokens.length || (provenance && !finish && (provenance.tokens.length || provenance.rows.length))) {
+              controller.enqueue(event(deltaChunk(r, index, text, logprobsOf(tokens, streamedText[index]), finish ? null : provenance)));
               streamedText[index] += text.length;
             }
-            if (finish) controller.enqueue(event(finishChunk(r, index, finish.finishReason, ++finished === n ? summary() : null)));
+            if (finish)
+              controller.enqueue(event(finishChunk(r, index, finish.finishReason, ++finished === n ? summary() : null, provenance)));
             return;
           }
           observer.finished(bundle.version, promptIds.length, completionTokens(next.value.choices), metrics());
@@ -177,7 +207,7 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
     { highWaterMark: 0 },
   );
   return new Response(body, {
-    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', [VERSION_HEADER]: bundle.version },
+    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...headers },
   });
 }
 

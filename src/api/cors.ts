@@ -8,7 +8,7 @@ import type { MiddlewareHandler } from 'hono';
 import { cors } from 'hono/cors';
 import { InternalError } from '../errors.ts';
 import type { AccessSettings } from './access.ts';
-import { type ApiHost, REQUEST_ID_HEADER, VERSION_HEADER } from './host.ts';
+import { type ApiHost, OVERRIDES_HEADER, REQUEST_ID_HEADER, VERSION_HEADER } from './host.ts';
 
 /** Chromium caps a preflight's cache at two hours; a longer max-age buys nothing there. */
 const PREFLIGHT_MAX_AGE_SECONDS = 7200;
@@ -26,7 +26,7 @@ export const corsHeaders: MiddlewareHandler<{ Variables: { host: ApiHost } }> = 
       allowMethods: ['GET', 'POST'],
       // No allowHeaders: the preflight's requested headers are allowed, so authorization and
       // content-type, and the x-stainless-* headers the official SDKs send from a browser.
-      exposeHeaders: [REQUEST_ID_HEADER, VERSION_HEADER, 'server-timing'],
+      exposeHeaders: [REQUEST_ID_HEADER, VERSION_HEADER, OVERRIDES_HEADER, 'server-timing'],
       maxAge: PREFLIGHT_MAX_AGE_SECONDS,
     });
     configured.set(access, middleware);

@@ -21,4 +21,6 @@ export interface ApiHost {
 }
 
 export const VERSION_HEADER = 'x-flexmem-bundle-version';
+/** Set on a completion generated with per-request memory overrides: the number of edits. */
+export const OVERRIDES_HEADER = 'x-flexmem-memory-overrides';
 export const REQUEST_ID_HEADER = 'x-request-id';

@@ -49,6 +49,28 @@ export interface ResponseContext {
   created: number;
   model: string;
   version: string;
+  /** The request's memory overrides, reported in the first and last chunks and the response. */
+  overrides?: OverridesSummary;
+}
+
+/** What a response says of the memory overrides it was generated with. */
+export interface OverridesSummary {
+  edits: number;
+  /** The token ids whose rows were overridden. */
+  tokens: number[];
+}
+
+/** A generated token and where its memory row came from (`tier` arrives in a later chunk, see FedRow). */
+export interface TokenProvenance {
+  position: number;
+  id: number;
+  text: string;
+}
+
+/** The provenance a delta chunk carries: its tokens, and the tiers of rows fed since the previous chunk. */
+export interface ChunkProvenance {
+  tokens: TokenProvenance[];
+  rows: { position: number; tier: string | null }[];
 }
 
 const base = (r: ResponseContext, object: string) => ({
@@ -116,12 +138,27 @@ function chunk(
 
 /** A choice's first chunk: it carries the bundle version the whole response uses. */
 export const startChunk = (r: ResponseContext, index: number) =>
-  chunk(r, index, { role: 'assistant', content: '' }, '', null, { flexmem: { bundle_version: r.version } });
-export const deltaChunk = (r: ResponseContext, index: number, text: string, logprobs: object | null = null) =>
-  chunk(r, index, { content: text }, text, null, {}, logprobs);
+  chunk(r, index, { role: 'assistant', content: '' }, '', null, { flexmem: { bundle_version: r.version, ...overridesOf(r) } });
+export const deltaChunk = (
+  r: ResponseContext,
+  index: number,
+  text: string,
+  logprobs: object | null = null,
+  provenance: ChunkProvenance | null = null,
+) => chunk(r, index, { content: text }, text, null, provenance ? { flexmem: provenance } : {}, logprobs);
 /** A choice's last chunk: its finish reason; the last choice to finish carries the timing summary of the response. */
-export const finishChunk = (r: ResponseContext, index: number, finishReason: FinishReason, timing: TimingSummary | null) =>
-  chunk(r, index, {}, '', finishReason, { flexmem: { bundle_version: r.version, ...(timing && { timing }) } });
+export const finishChunk = (
+  r: ResponseContext,
+  index: number,
+  finishReason: FinishReason,
+  timing: TimingSummary | null,
+  provenance: ChunkProvenance | null = null,
+) =>
+  chunk(r, index, {}, '', finishReason, {
+    flexmem: { bundle_version: r.version, ...overridesOf(r), ...(timing && { timing }), ...provenance },
+  });
+
+const overridesOf = (r: ResponseContext) => (r.overrides ? { overrides: r.overrides } : {});
 
 export function usageChunk(r: ResponseContext, usage: Usage): object {
   return { ...base(r, chunkObject(r)), choices: [], usage };
@@ -134,7 +171,13 @@ export interface ChoiceOutput {
   logprobs: object | null;
 }
 
-export function completeResponse(r: ResponseContext, choices: ChoiceOutput[], usage: Usage, timing: TimingSummary): object {
+export function completeResponse(
+  r: ResponseContext,
+  choices: ChoiceOutput[],
+  usage: Usage,
+  timing: TimingSummary,
+  provenance: (TokenProvenance & { tier: string | null })[][] | null = null,
+): object {
   return {
     ...base(r, r.endpoint === 'chat' ? 'chat.completion' : 'text_completion'),
     choices: choices.map(({ text, finishReason, logprobs }, index) =>
@@ -143,6 +186,6 @@ export function completeResponse(r: ResponseContext, choices: ChoiceOutput[], us
         : { index, text, logprobs, finish_reason: finishReason },
     ),
     usage,
-    flexmem: { bundle_version: r.version, timing },
+    flexmem: { bundle_version: r.version, ...overridesOf(r), timing, ...(provenance && { tokens: provenance }) },
   };
 }

@@ -3,6 +3,7 @@
  * field becomes a 400 that names it, as OpenAI's API does.
  */
 import { z } from 'zod';
+import { MemoryEditsSchema } from '../memory/memory-edits.ts';
 import { ApiError } from './errors.ts';
 
 const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(4)]).nullish();
@@ -17,6 +18,13 @@ export const MAX_CHOICES = 4;
 
 /** OpenAI's logit_bias: token ids (as strings) to a bias in [-100, 100]; ids are checked against the model's vocabulary later. */
 const logitBias = z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullish();
+
+/**
+ * flexmem's extension: `edits` overrides memory rows for this request only, in the format
+ * `flexmem patch` reads (src/memory/memory-edits.ts); `provenance` reports, per generated token,
+ * the tier its memory row came from.
+ */
+const flexmemOptions = z.object({ edits: MemoryEditsSchema.optional(), provenance: z.boolean().optional() }).strict().nullish();
 
 const common = {
   model: z.string().min(1),
@@ -38,6 +46,7 @@ const common = {
   /** vLLM's: divide the positive logits, multiply the negative, of tokens in the prompt and the output. */
   repetition_penalty: z.number().gt(0).nullish(),
   user: z.string().nullish(),
+  flexmem: flexmemOptions,
 };
 
 export const CompletionRequestSchema = z.object({

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { InputError } from '../errors.ts';
 import { parseConfig, type ModelConfig } from '../model/config.ts';
+import { LENS_FORMAT } from '../inspect/lens-format.ts';
 import { sha256Hex } from '../util/sha256.ts';
 import { TABLE_DTYPES, type RowLayout } from './row-codec.ts';
 import { ROW_CHECKSUM_ALGORITHM } from './row-checksums.ts';
@@ -28,6 +29,19 @@ export type TableShard = z.infer<typeof ShardSchema>;
 /** The checksum of every table row (src/bundle/row-checksums.ts): range reads are checked against it. */
 const RowChecksumsSchema = ObjectRefSchema.extend({ algorithm: z.literal(ROW_CHECKSUM_ALGORITHM) });
 export type RowChecksumsRef = z.infer<typeof RowChecksumsSchema>;
+
+/** The memory inspector's side table (src/inspect/lens-format.ts), read by range like the tables. */
+const LensSchema = z.object({
+  format: z.literal(LENS_FORMAT),
+  k: z.number().int().positive(),
+  /** Per memory layer, in slice order: the median row norm over the vocabulary. */
+  layers: z.array(z.object({ layer: z.number().int().nonnegative(), medianNorm: z.number().nonnegative() })),
+  recordBytes: z.number().int().positive(),
+  entries: ObjectRefSchema,
+  /** For a patch: recomputed records of its edited tokens, in this order. */
+  overrides: ObjectRefSchema.extend({ tokens: z.array(z.number().int().nonnegative()) }).optional(),
+});
+export type LensRef = z.infer<typeof LensSchema>;
 
 const ManifestSchema = z.object({
   format: z.literal(BUNDLE_FORMAT),
@@ -57,6 +71,7 @@ const ManifestSchema = z.object({
   chatTemplate: z.string().optional(),
   base: z.string().optional(),
   overrides: ObjectRefSchema.extend({ tokens: z.array(z.number().int().nonnegative()) }).optional(),
+  lens: LensSchema.optional(),
   builtFrom: z.object({ tool: z.string() }).optional(),
 });
 
@@ -73,6 +88,8 @@ export interface BundleManifest {
   base?: string;
   /** For a patch: full replacement rows (table layout) of `tokens`, in that order. */
   overrides?: ObjectRef & { tokens: number[] };
+  /** The inspector's build-time side table; absent in bundles built before it existed. */
+  lens?: LensRef;
   builtFrom?: { tool: string };
 }
 
@@ -90,6 +107,7 @@ export async function versionId(manifest: Omit<BundleManifest, 'version'>): Prom
     chatTemplate: manifest.chatTemplate,
     base: manifest.base,
     overrides: manifest.overrides,
+    lens: manifest.lens,
   };
   return (await sha256Hex(new TextEncoder().encode(JSON.stringify(served)))).slice(0, 20);
 }

@@ -34,6 +34,11 @@ export interface GenerationRequest {
   logprobs: number | null;
   /** Aborts the generation: a client that went away, a cancelled stream, Ctrl-C. */
   signal?: AbortSignal;
+  /**
+   * Where the row of the token a decode step just fed came from (a memory tier), asked after each
+   * decode step; with it, each delta reports the rows of the tokens it generated (`rows`).
+   */
+  fedRowTier?: () => string | null;
 }
 
 /** What the loop runs on: a decoder over one bundle version, and that bundle's tokenizer. */
@@ -57,11 +62,26 @@ export interface ChoiceResult {
   completionTokens: number;
 }
 
+/**
+ * Where a generated token's memory row came from. The row of the k-th generated token is read by
+ * the decode step that feeds it, after the token's own delta, so it is reported in a later delta;
+ * the last token of a choice is never fed and has none.
+ */
+export interface FedRow {
+  /** The token's place among its choice's generated tokens, from 0. */
+  position: number;
+  tier: string | null;
+}
+
 /** Text of one choice safe to emit, and the tokens it generated since its previous delta (when asked for). */
 export interface TextDelta {
   index: number;
   text: string;
   tokens: TokenLogprob[];
+  /** The ids of the tokens generated since the choice's previous delta. */
+  ids: number[];
+  /** Rows fed since the previous delta (only with `fedRowTier`). */
+  rows: FedRow[];
   /** Set on a choice's last delta (whose text may be empty). */
   finish: ChoiceResult | null;
 }
@@ -98,6 +118,8 @@ interface Choice {
   stops: StopSequences;
   completionTokens: number;
   pendingTokens: TokenLogprob[];
+  pendingIds: number[];
+  pendingRows: FedRow[];
   finish: ChoiceResult | null;
 }
 
@@ -110,8 +132,17 @@ export async function* generate(
   const { signal } = request;
   const V = decoder.config.vocab_size;
   const delta = (choice: Choice, text: string): TextDelta => {
-    const out = { index: choice.index, text, tokens: choice.pendingTokens, finish: choice.finish };
+    const out = {
+      index: choice.index,
+      text,
+      tokens: choice.pendingTokens,
+      ids: choice.pendingIds,
+      rows: choice.pendingRows,
+      finish: choice.finish,
+    };
     choice.pendingTokens = [];
+    choice.pendingIds = [];
+    choice.pendingRows = [];
     return out;
   };
   /** Ends a choice: whatever text was held back, and why it finished. */
@@ -146,6 +177,8 @@ export async function* generate(
       stops: new StopSequences(request.stop),
       completionTokens: 0,
       pendingTokens: [],
+      pendingIds: [],
+      pendingRows: [],
       finish: null,
     }));
     let live = choices;
@@ -163,6 +196,7 @@ export async function* generate(
         choice.completionTokens++;
         counters.tokensGenerated++;
         choice.adjuster.accept(id);
+        choice.pendingIds.push(id);
         if (request.logprobs !== null) {
           const { logits: raw } = choice;
           choice.pendingTokens.push({ id, logprob: logProbability(raw, id), top: topLogProbabilities(raw, request.logprobs) });
@@ -179,6 +213,7 @@ export async function* generate(
         }
         await yieldToEventLoop();
         choice.logits = await decoder.step(choice.state, [id]);
+        if (request.fedRowTier) choice.pendingRows.push({ position: choice.completionTokens - 1, tier: request.fedRowTier() });
       }
       live = live.filter((c) => c.finish === null);
     }

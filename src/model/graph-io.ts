@@ -9,4 +9,8 @@ export const GRAPH_IO = {
   presentKey: (l: number) => `present.${l}.key`,
   presentValue: (l: number) => `present.${l}.value`,
   tokenIds: 'token_ids',
+  /** Inspector outputs of the decoder step (src/inspect/prompt-view.ts), [batch, seq, memory layers]. */
+  memoryNorms: 'inspect.memory_norms',
+  residualNorms: 'inspect.residual_norms',
+  gateMeans: 'inspect.gate_means',
 } as const;

@@ -169,29 +169,31 @@ class ModelGraph {
 
   // ---- one decoder layer -------------------------------------------------------------------
 
-  /** x [B, T, d] -> x' [B, T, d]; `memory` is the layer's row slice [B, T, width] or null. */
-  layer(x: string, l: number, memory: string | null, io: StepIO): { x: string; presentKey: string; presentValue: string } {
+  /**
+   * x [B, T, d] -> x' [B, T, d]; `memory` is the layer's row slice [B, T, width] or null.
+   * For a memory layer it also returns what the inspector measures: the memory output added to the
+   * residual stream, the rest of x' (`withoutMemory`), and MeKi's gate σ(W_gate h).
+   */
+  layer(x: string, l: number, memory: string | null, io: StepIO): LayerOutputs {
     const g = this.g;
     const p = `model.layers.${l}`;
     const attn = this.attention(this.rmsNorm(x, `${p}.input_layernorm.weight`), l, io);
     const a = g.add(x, attn.out); // a = x + Attn(N1(x))
     const kind = memoryKindOf(this.config, l);
-    let next: string;
+    const outputs = { presentKey: attn.presentKey, presentValue: attn.presentValue };
     if (kind === null) {
-      next = g.add(a, this.swiglu(this.rmsNorm(a, `${p}.post_attention_layernorm.weight`), `${p}.mlp`));
-    } else if (this.config.architecture === 'memoryllm') {
-      next = g.add(a, memory!); // x' = x + Attn(N1(x)) + ToL[t]
-    } else if (kind === 'additive') {
-      const h = this.rmsNorm(a, `${p}.post_attention_layernorm.weight`);
-      next = g.add(g.add(a, this.swiglu(h, `${p}.mlp`)), memory!); // x' = a + FFN_C(N2(a)) + ToL[t]
-    } else {
-      const h = this.rmsNorm(a, `${p}.post_attention_layernorm.weight`);
-      const gate = g.sigmoid(this.linear(h, `${p}.memory.gate_proj.weight`)); // [B, T, d_mem]
-      const fused = this.linear(g.add(memory!, gate), `${p}.memory.out_proj.weight`); // W_out (Mt[t] + σ(W_gate h))
-      const y = this.rmsNorm(fused, `${p}.memory.post_norm.weight`);
-      next = g.add(g.add(a, this.swiglu(h, `${p}.mlp`)), y); // x' = a + FFN(h) + y
+      return { x: g.add(a, this.swiglu(this.rmsNorm(a, `${p}.post_attention_layernorm.weight`), `${p}.mlp`)), ...outputs };
     }
-    return { x: next, presentKey: attn.presentKey, presentValue: attn.presentValue };
+    if (this.config.architecture === 'memoryllm') {
+      return { x: g.add(a, memory!), memoryOut: memory!, withoutMemory: a, ...outputs }; // x' = x + Attn(N1(x)) + ToL[t]
+    }
+    const h = this.rmsNorm(a, `${p}.post_attention_layernorm.weight`);
+    const withoutMemory = g.add(a, this.swiglu(h, `${p}.mlp`));
+    if (kind === 'additive') return { x: g.add(withoutMemory, memory!), memoryOut: memory!, withoutMemory, ...outputs }; // x' = a + FFN_C(N2(a)) + ToL[t]
+    const gate = g.sigmoid(this.linear(h, `${p}.memory.gate_proj.weight`)); // [B, T, d_mem]
+    const fused = this.linear(g.add(memory!, gate), `${p}.memory.out_proj.weight`); // W_out (Mt[t] + σ(W_gate h))
+    const y = this.rmsNorm(fused, `${p}.memory.post_norm.weight`);
+    return { x: g.add(withoutMemory, y), memoryOut: y, withoutMemory, gate, ...outputs }; // x' = a + FFN(h) + y
   }
 
   /** Final norm and output head: logits = N(x) · Wᵀ with W = E (tied) or lm_head. Gemm needs 2-D. */
@@ -204,6 +206,17 @@ class ModelGraph {
     const batchAndSeq = g.node('Shape', [inputIds]);
     return g.node('Reshape', [logits, g.concat([batchAndSeq, g.constInt64([V])], 0)]); // [B, T, V]
   }
+}
+
+interface LayerOutputs {
+  x: string;
+  presentKey: string;
+  presentValue: string;
+  /** Memory layers only: what the memory adds to the residual stream, and the rest of x'. */
+  memoryOut?: string;
+  withoutMemory?: string;
+  /** Gated memory only: σ(W_gate h). */
+  gate?: string;
 }
 
 interface StepIO {
@@ -234,6 +247,11 @@ export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, mo
 
   const embedded = g.gather(m.weight('model.embed_tokens.weight'), inputIds); // E[t]: [B, T, d]
   let x = embedded;
+  const inspected: { memoryNorms: string[]; residualNorms: string[]; gateMeans: string[] } = {
+    memoryNorms: [],
+    residualNorms: [],
+    gateMeans: [],
+  };
   for (let l = 0; l < L; l++) {
     const slice = slices.find((s) => s.layer === l);
     const layer = g.scoped(`layers.${l}`, () => {
@@ -241,11 +259,28 @@ export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, mo
       if (slice && rows)
         memory = g.slice(rows, slice.offset, slice.offset + slice.width, 2); // [B, T, width]
       else if (slice) memory = g.scoped('memory', () => m.memoryRow(inputIds, embedded, l));
-      return m.layer(x, l, memory, io);
+      const out = m.layer(x, l, memory, io);
+      if (rows && out.memoryOut && out.withoutMemory) {
+        const norm = (v: string) => g.node('ReduceL2', [v], { axes: [-1], keepdims: 1 }); // [B, T, 1]
+        inspected.memoryNorms.push(norm(out.memoryOut));
+        inspected.residualNorms.push(norm(out.withoutMemory));
+        if (out.gate) inspected.gateMeans.push(g.reduceMean(out.gate, [-1]));
+      }
+      return out;
     });
     x = layer.x;
     g.output(layer.presentKey, GRAPH_IO.presentKey(l), 'float', ['batch', KV, 'total', hd]);
     g.output(layer.presentValue, GRAPH_IO.presentValue(l), 'float', ['batch', KV, 'total', hd]);
+  }
+  // The inspector's figures (src/inspect/prompt-view.ts): [B, T, memory layers] each, a few values per token.
+  const inspectOutputs = [
+    [inspected.memoryNorms, GRAPH_IO.memoryNorms],
+    [inspected.residualNorms, GRAPH_IO.residualNorms],
+    [inspected.gateMeans, GRAPH_IO.gateMeans],
+  ] as const;
+  for (const [values, name] of inspectOutputs) {
+    if (values.length)
+      g.output(values.length === 1 ? values[0] : g.concat([...values], -1), name, 'float', ['batch', 'seq', values.length]);
   }
   g.output(m.logits(x, inputIds), GRAPH_IO.logits, 'float', ['batch', 'seq', V]);
   return g.toModel();

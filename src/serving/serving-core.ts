@@ -19,7 +19,7 @@ import {
   type TierStats,
 } from '../memory/memory-hierarchy.ts';
 import type { PageCache } from '../memory/page-cache.ts';
-import type { ModelPointer, ObjectStore } from '../storage/object-store.ts';
+import type { BundleObject, ModelPointer, ObjectStore } from '../storage/object-store.ts';
 import { Admission, DEFAULT_ADMISSION, type AdmissionLimits } from './admission.ts';
 import { BundleReader } from './bundle-reader.ts';
 import { Metrics } from './metrics.ts';
@@ -71,6 +71,9 @@ export interface ServingParts {
   clock?: () => number;
 }
 
+/** Wraps the row source of one generation; the tier counts stay the hierarchy's. */
+export type RowReadWrapper = (source: CountedRowSource) => RowSource;
+
 /** One running generation: its text deltas, and where its time and rows went so far. */
 export interface Generation {
   deltas: AsyncGenerator<TextDelta, GenerationResult>;
@@ -90,6 +93,10 @@ export interface ServingCore {
   /** This isolate's counters and histograms, for GET /metrics. */
   readonly metrics: Metrics;
   readonly clock: () => number;
+  /** This platform's onnxruntime Tensor constructor (the inspector feeds batched steps itself). */
+  readonly Tensor: TensorConstructor;
+  /** The origin reader: bundle objects under the read policy (GET /v1/bundles/…, src/api/bundle-objects.ts). */
+  readonly origin: BundleReader;
   /** Whether each model can be served (src/serving/model-registry.ts, `health`). */
   modelHealth(background?: Background): Promise<ModelHealth[]>;
   /** Every model with a pointer, and the version it serves. */
@@ -102,7 +109,13 @@ export interface ServingCore {
   rows(bundle: LoadedBundle, background?: Background): CountedRowSource | null;
   /** A decoder over `bundle`, reading rows through the hierarchy. */
   decoder(bundle: LoadedBundle, rows: RowSource | null): Decoder;
-  generate(bundle: LoadedBundle, request: GenerationRequest, background?: Background): Generation;
+  /**
+   * `readRows` wraps this generation's row source (per-request memory overrides, provenance): it
+   * changes what this one generation reads, never what is cached or shared.
+   */
+  generate(bundle: LoadedBundle, request: GenerationRequest, background?: Background, readRows?: RowReadWrapper): Generation;
+  /** `length` bytes at `offset` of one of `bundle`'s objects, read from the origin under its policy (the inspector's lens). */
+  readRange(bundle: LoadedBundle, object: BundleObject, offset: number, length: number): Promise<Uint8Array>;
   /** Resolves once `bundle`'s hot set is in the isolate (warm-up, benchmarks). */
   hotSetReady(bundle: LoadedBundle): Promise<void>;
   /** Releases the loaded sessions (a CLI command or benchmark that is done). */
@@ -158,15 +171,17 @@ export function createServingCore(parts: ServingParts): ServingCore {
     admission,
     metrics,
     clock,
+    Tensor: parts.Tensor,
+    origin: reader,
     modelHealth: (background) => registry.health(background),
     listModels: (background) => registry.list(background),
     current: (model, background) => registry.current(model, background),
     bundle: (version) => registry.load(version),
     rows,
     decoder,
-    generate(bundle, request, background) {
+    generate(bundle, request, background, readRows) {
       const source = rows(bundle, background);
-      const stepper = decoder(bundle, source);
+      const stepper = decoder(bundle, source && readRows ? readRows(source) : source);
       const model = {
         decoder: stepper,
         decode: (ids: number[]) => bundle.tokenizer.decode(ids),
@@ -178,6 +193,7 @@ export function createServingCore(parts: ServingParts): ServingCore {
       };
     },
     close: () => registry.close(),
+    readRange: (bundle, object, offset, length) => reader.ranges(bundle.version).read(object, offset, length),
     hotSetReady: (bundle) => hierarchy.hotSetReady(bundle.manifest.tables?.shards[0]?.from ?? bundle.version),
   };
 }

@@ -1,10 +1,12 @@
 /**
  * The worker as wrangler bundles it (`wrangler deploy --dry-run --outdir <dir>`), in real workerd
- * through Miniflare, with a local R2 bucket. Shared by the tests and the benchmarks.
+ * through Miniflare, with a local R2 bucket and, when built beside it, the playground page as
+ * static assets routed as wrangler.toml's `[assets]` says. Shared by the tests and the benchmarks.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
+import { parse } from 'smol-toml';
 import { miniflareR2Store } from '../../cli/stores/miniflare-r2.ts';
 import type { ObjectStore } from '../../src/storage/object-store.ts';
 
@@ -31,6 +33,29 @@ export interface RunningWorker {
   dispose(): Promise<void>;
 }
 
+/** Where tests/global-setup.ts builds the page for the worker built in `workerDir`. */
+export const assetsDirOf = (workerDir: string) => `${workerDir}-assets`;
+
+/** The paths wrangler.toml sends to the worker even where an asset matches (`run_worker_first`). */
+function workerFirstPaths(): string[] {
+  const config = parse(readFileSync(new URL('../../wrangler.toml', import.meta.url), 'utf8')) as {
+    assets?: { run_worker_first?: string[] };
+  };
+  return config.assets?.run_worker_first ?? [];
+}
+
+/** Workers static assets: an asset answers its path, any other path reaches the worker. */
+function staticAssets(workerDir: string) {
+  const directory = assetsDirOf(workerDir);
+  if (!existsSync(directory)) return {};
+  return {
+    assets: {
+      directory,
+      routerConfig: { has_user_worker: true, static_routing: { user_worker: workerFirstPaths() } },
+    },
+  };
+}
+
 /** The Miniflare options that load wrangler's bundle of the worker, as wrangler.toml configures it. */
 export function workerScript(workerDir: string) {
   const files = readdirSync(workerDir);
@@ -50,6 +75,7 @@ export async function launchWorker(workerDir: string, options: WorkerOptions = {
   const logs: WorkerLog[] = [];
   const mf = new Miniflare({
     ...workerScript(workerDir),
+    ...staticAssets(workerDir),
     r2Buckets: { BUNDLES: 'flexmem-bundles' },
     kvNamespaces: options.kv ? ['ROWS_KV'] : [],
     ratelimits: options.rateLimit ? { RATE_LIMITER: { simple: options.rateLimit } } : {},
