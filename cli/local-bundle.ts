@@ -21,20 +21,21 @@ import { bundleKey, type ByteRange, type ObjectStore } from '../src/storage/obje
 import type { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { readJsonFile } from './checkpoint.ts';
 
-/** A bundle folder as a read-only store holding the one version its manifest names. */
+/**
+ * Bundle folders as a read-only store holding the versions their manifests name: one folder for
+ * `run` and `eval`, two for `inspect --diff dirA dirB`.
+ */
 export class BundleFolderStore implements ObjectStore {
-  private readonly prefix: string;
+  private readonly folders: { dir: string; prefix: string }[];
 
-  constructor(
-    private readonly dir: string,
-    version: string,
-  ) {
-    this.prefix = bundleKey(version, '');
+  constructor(folders: { dir: string; version: string }[]) {
+    this.folders = folders.map(({ dir, version }) => ({ dir, prefix: bundleKey(version, '') }));
   }
 
   async get(key: string, range?: ByteRange): Promise<Uint8Array | null> {
-    if (!key.startsWith(this.prefix)) return null;
-    const path = join(this.dir, key.slice(this.prefix.length));
+    const folder = this.folders.find((f) => key.startsWith(f.prefix));
+    if (!folder) return null;
+    const path = join(folder.dir, key.slice(folder.prefix.length));
     if (!range) return readFile(path).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? null : Promise.reject(error)));
     const file = await open(path, 'r');
     try {
@@ -81,7 +82,7 @@ export function readLocalManifest(dir: string): BundleManifest {
 /** The serving core over one bundle folder, with onnxruntime-node (or another runtime's parts). */
 export function localServingCore(dir: string, manifest: BundleManifest, parts: Partial<ServingParts> = {}): ServingCore {
   return createServingCore({
-    origin: new BundleFolderStore(dir, manifest.version),
+    origin: new BundleFolderStore([{ dir, version: manifest.version }]),
     createSession: (graph) => ort.InferenceSession.create(graph),
     Tensor: ort.Tensor,
     ...parts,

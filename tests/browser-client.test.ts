@@ -13,7 +13,6 @@
  * - A generation sends no completion request: only GET /v1/models and bundle-object reads.
  * - A second page load reads its rows from Cache Storage, not the network.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -24,6 +23,7 @@ import { buildHarness } from './browser/build-harness.ts';
 import { serveStatic, type StaticServer } from './browser/static-server.ts';
 import { within } from './helpers/deadline.ts';
 import { tempDir } from './helpers/fixtures.ts';
+import { type GoldenPrompt, readGolden } from './helpers/golden.ts';
 import { assetsDirOf } from './helpers/miniflare-worker.ts';
 import { post, serveBundle, startWorker, type RunningWorker } from './helpers/worker.ts';
 
@@ -42,14 +42,7 @@ const GREEDY_TOKENS = 9;
 /** Each page call gets this long (a cold WebGPU session on SwiftShader compiles many shaders). */
 const PAGE_CALL_MS = 240_000;
 
-interface GoldenPrompt {
-  text: string;
-  prompt_ids: number[];
-  continuation_ids: number[];
-  logits_shape: [number, number];
-  logits_f32_b64: string;
-}
-const golden = (model: Model) => JSON.parse(readFileSync(`tests/fixtures/golden/${model}.json`, 'utf8')) as { prompts: GoldenPrompt[] };
+const golden = (model: Model) => readGolden(model);
 
 const dir = tempDir();
 let worker: RunningWorker;
@@ -118,6 +111,26 @@ async function nodeLogits(model: Model, prompt: GoldenPrompt): Promise<Float32Ar
   for (const id of prompt.continuation_ids) steps.push((await decoder.step(state, [id])).slice());
   const all = Float32Array.from(steps.flatMap((step) => Array.from(step)));
   return all.subarray(all.length - prompt.logits_shape[0] * V);
+}
+
+/** The page's logits for each golden prompt, and how far each is from onnxruntime-node's. */
+async function pageLogits(page: Page, model: Model, prompts: GoldenPrompt[]) {
+  const computed: Float32Array[] = [];
+  const diffs: number[] = [];
+  for (const prompt of prompts) {
+    const logits = await call(
+      'logits',
+      page.evaluate(([name, p, c, r]) => window.harness.logits(name, p, c, r), [
+        model,
+        prompt.prompt_ids,
+        prompt.continuation_ids,
+        prompt.logits_shape[0],
+      ] as const),
+    );
+    computed.push(Float32Array.from(logits));
+    diffs.push(maxAbsDiff(logits, await nodeLogits(model, prompt)));
+  }
+  return { computed, diffs, worst: Math.max(...diffs) };
 }
 
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
@@ -189,20 +202,7 @@ describe.each(MODELS)('%s in the browser', (model) => {
     expect(toWorker.filter((r) => r.method !== 'GET' || !allowed.test(r.url))).toEqual([]);
     expect(toWorker.some((r) => r.url.endsWith('/compute.onnx'))).toBe(true);
 
-    let worst = 0;
-    for (const prompt of prompts) {
-      const rows = prompt.logits_shape[0];
-      const logits = await call(
-        'logits',
-        page.evaluate(([name, p, c, r]) => window.harness.logits(name, p, c, r), [
-          model,
-          prompt.prompt_ids,
-          prompt.continuation_ids,
-          rows,
-        ] as const),
-      );
-      worst = Math.max(worst, maxAbsDiff(logits, await nodeLogits(model, prompt)));
-    }
+    const { worst } = await pageLogits(page, model, prompts);
     measured.wasm = worst;
     console.log(`${model}: browser WASM, max |logit - onnxruntime-node| = ${worst.toExponential(2)}`);
     expect(worst).toBeLessThan(1e-3);
@@ -218,25 +218,7 @@ describe.each(MODELS)('%s in the browser', (model) => {
     );
     expect(opened.backend).toBe('webgpu');
     expect(opened.adapter).toMatch(/swiftshader/i);
-    let worst = 0;
-    const diffs: number[] = [];
-    const computed: Float32Array[] = [];
-    for (const prompt of prompts) {
-      const rows = prompt.logits_shape[0];
-      const logits = await call(
-        'logits',
-        page.evaluate(([name, p, c, r]) => window.harness.logits(name, p, c, r), [
-          model,
-          prompt.prompt_ids,
-          prompt.continuation_ids,
-          rows,
-        ] as const),
-      );
-      computed.push(Float32Array.from(logits));
-      const reference = await nodeLogits(model, prompt);
-      diffs.push(maxAbsDiff(logits, reference));
-      worst = Math.max(worst, diffs.at(-1)!);
-    }
+    const { worst, diffs, computed } = await pageLogits(page, model, prompts);
     measured.webgpu = worst;
     // Control: the same comparison against another prompt's logits is far outside any tolerance here.
     const control = maxAbsDiff(

@@ -31,20 +31,7 @@ import { perplexity } from '../src/engine/perplexity.ts';
 import type { Architecture } from '../src/model/config.ts';
 import { checkpointTensors } from '../src/model/tensors.ts';
 import { tempDir } from './helpers/fixtures.ts';
-
-interface GoldenPrompt {
-  text: string;
-  prompt_ids: number[];
-  continuation_ids: number[];
-  /** [rows, V]: the logits of the last `rows` positions of prompt_ids + continuation_ids. */
-  logits_shape: [number, number];
-  logits_f32_b64: string;
-}
-
-interface Golden {
-  vocab_size: number;
-  prompts: GoldenPrompt[];
-}
+import { type Golden, readGolden } from './helpers/golden.ts';
 
 interface TinyGolden extends Golden {
   generator: { preset: string; arch: Architecture; seed: number; dtype: 'f32' | 'f16' };
@@ -144,7 +131,7 @@ const dir = tempDir();
 afterAll(() => dir.remove());
 
 describe.each(['dense', 'memoryllm', 'flex', 'meki'] as const)('tiny random %s checkpoint against PyTorch', (arch) => {
-  const golden = JSON.parse(readFileSync(`tests/fixtures/golden/tiny-${arch}.json`, 'utf8')) as TinyGolden;
+  const golden = readGolden<TinyGolden>(`tiny-${arch}`);
   const checkpoint = join(dir.path, `tiny-${arch}`);
   let local: LocalBundle;
 
@@ -217,7 +204,7 @@ describe.each(['dense', 'memoryllm', 'flex', 'meki'] as const)('tiny random %s c
 });
 
 describe.each(['flex', 'meki'] as const)('the committed %s checkpoint against PyTorch', (model) => {
-  const golden = JSON.parse(readFileSync(`tests/fixtures/golden/${model}.json`, 'utf8')) as Golden;
+  const golden = readGolden(model);
   const reference = JSON.parse(readFileSync('tests/fixtures/golden/perplexity.json', 'utf8')).models[model].windows_4;
   let local: LocalBundle;
   let validIds: number[];

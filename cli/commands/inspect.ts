@@ -12,11 +12,10 @@ import {
 } from '../../src/inspect/index.ts';
 import { createServingCore, type LoadedBundle, type ServingCore } from '../../src/serving/serving-core.ts';
 import { formatDiffView, formatPromptView, formatTokenView } from '../inspect-format.ts';
-import { localServingCore, openLocalBundle, readLocalManifest } from '../local-bundle.ts';
+import { BundleFolderStore, localServingCore, openLocalBundle, readLocalManifest } from '../local-bundle.ts';
 import { integerAtLeast } from '../options.ts';
 import { targetOptions, withTargetFlags } from '../target-options.ts';
 import { withTarget } from '../targets.ts';
-import { FoldersStore } from '../folders-store.ts';
 import * as ort from 'onnxruntime-node';
 
 interface InspectFlags {
@@ -90,7 +89,7 @@ export function registerInspect(program: Command): void {
         if (!existsSync(join(dir, 'manifest.json'))) throw new InputError(`${dir} is not a bundle folder (use --in <target> for versions)`);
       const manifests = bundles.map((dir) => readLocalManifest(dir));
       const core = localServingCore(bundles[0], manifests[0], {
-        origin: new FoldersStore(bundles.map((dir, i) => ({ dir, version: manifests[i].version }))),
+        origin: new BundleFolderStore(bundles.map((dir, i) => ({ dir, version: manifests[i].version }))),
       });
       try {
         const [a, b] = await Promise.all(manifests.map((m) => core.bundle(m.version)));

@@ -4,6 +4,7 @@
  * events (the choices' chunks interleaved, each choice closed by its own finish chunk).
  */
 import type { ChoiceResult, FedRow, GenerationRequest, TokenLogprob } from '../engine/generation.ts';
+import { samplingWithDefaults } from '../engine/sampler.ts';
 import type { LoadedBundle } from '../serving/serving-core.ts';
 import { OVERRIDES_HEADER, VERSION_HEADER, type ApiHost } from './host.ts';
 import { ApiError, internalErrorBody } from './errors.ts';
@@ -80,13 +81,13 @@ export async function complete({ host, requestId, signal, endpoint, request, pro
   const generation: GenerationRequest = {
     promptIds,
     maxTokens,
-    sampling: {
-      temperature: request.temperature ?? 1,
-      topP: request.top_p ?? 1,
-      topK: request.top_k ?? 0,
-      minP: request.min_p ?? 0,
-      seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
-    },
+    sampling: samplingWithDefaults({
+      temperature: request.temperature,
+      topP: request.top_p,
+      topK: request.top_k,
+      minP: request.min_p,
+      seed: request.seed,
+    }),
     adjustments: {
       bias,
       presencePenalty: request.presence_penalty ?? 0,

@@ -14,6 +14,23 @@ export interface SamplingOptions {
   minP?: number;
 }
 
+/** A request's sampling settings, each absent one at OpenAI's default; without a seed, a random one. */
+export function samplingWithDefaults(asked: {
+  temperature?: number | null;
+  topP?: number | null;
+  topK?: number | null;
+  minP?: number | null;
+  seed?: number | null;
+}): SamplingOptions & { seed: number } {
+  return {
+    temperature: asked.temperature ?? 1,
+    topP: asked.topP ?? 1,
+    topK: asked.topK ?? 0,
+    minP: asked.minP ?? 0,
+    seed: asked.seed ?? Math.floor(Math.random() * 2 ** 31),
+  };
+}
+
 /**
  * Picks the next token from one position's logits: always the token the straightforward sampler
  * (sampler-reference.ts) picks for the same draw, so a seed gives the same text, at a fraction of

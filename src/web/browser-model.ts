@@ -11,6 +11,7 @@ import { DEFAULT_TEMPLATE_STOPS, renderChat, type ChatMessage } from '../api/cha
 import { recordTiers, type TierRecorder } from '../api/row-provenance.ts';
 import type { Decoder } from '../engine/decoder.ts';
 import type { GenerationResult, TextDelta } from '../engine/generation.ts';
+import { samplingWithDefaults } from '../engine/sampler.ts';
 import { InputError } from '../errors.ts';
 import { DEFAULT_HIERARCHY, type HierarchyConfig, type TierStats } from '../memory/memory-hierarchy.ts';
 import type { PageCache } from '../memory/page-cache.ts';
@@ -167,13 +168,7 @@ export async function openBrowserModel(options: BrowserModelOptions): Promise<Br
         {
           promptIds,
           maxTokens,
-          sampling: {
-            temperature: request.temperature ?? 1,
-            topP: request.topP ?? 1,
-            topK: request.topK ?? 0,
-            minP: request.minP ?? 0,
-            seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
-          },
+          sampling: samplingWithDefaults(request),
           stop: [...(request.stop ?? []), ...stops],
           logprobs: request.logprobs ?? null,
           signal: request.signal,
