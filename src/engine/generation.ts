@@ -11,7 +11,7 @@
 import { Random } from '../util/random.ts';
 import type { Decoder, DecoderState } from './decoder.ts';
 import { LogitAdjuster, type LogitAdjustments } from './logit-adjustments.ts';
-import { logProbability, sampleToken, topLogProbabilities, type SamplingOptions } from './sampler.ts';
+import { sampleToken, tokenLogprobs, type SamplingOptions } from './sampler.ts';
 import { StopSequences } from './stop-sequences.ts';
 import { TextStreamer } from './text-streamer.ts';
 
@@ -199,7 +199,7 @@ export async function* generate(
         choice.pendingIds.push(id);
         if (request.logprobs !== null) {
           const { logits: raw } = choice;
-          choice.pendingTokens.push({ id, logprob: logProbability(raw, id), top: topLogProbabilities(raw, request.logprobs) });
+          choice.pendingTokens.push({ id, ...tokenLogprobs(raw, id, request.logprobs) });
         }
         const text = choice.stops.push(choice.streamer.push(id));
         if (text) yield delta(choice, text);

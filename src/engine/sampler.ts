@@ -213,9 +213,14 @@ export function logProbability(logits: Float32Array, target: number): number {
   return logits[target] - logSumExp(logits);
 }
 
-/** The k most likely tokens with their log-probabilities, most likely first. */
-export function topLogProbabilities(logits: Float32Array, k: number): { id: number; logprob: number }[] {
+/** A generated token's log-probability and the k most likely tokens', from one softmax normaliser. */
+export function tokenLogprobs(logits: Float32Array, id: number, k: number): { logprob: number; top: { id: number; logprob: number }[] } {
   const norm = logSumExp(logits);
+  return { logprob: logits[id] - norm, top: topLogProbabilities(logits, k, norm) };
+}
+
+/** The k most likely tokens with their log-probabilities, most likely first. */
+export function topLogProbabilities(logits: Float32Array, k: number, norm = logSumExp(logits)): { id: number; logprob: number }[] {
   const count = Math.min(k, logits.length);
   const ids = topCandidates(logits, count);
   return Array.from({ length: count }, (_, i) => ({ id: ids[i], logprob: logits[ids[i]] - norm }));
