@@ -33,21 +33,21 @@ function split(body: unknown): { model: string; rest: Record<string, unknown> } 
 }
 
 export function registerMemoryRoutes<E extends object>(app: Hono<ApiEnv<E>>): void {
-  app.post('/v1/memory/token', async (c) => {
-    const { host } = c.var;
-    const { model, rest } = split(await readJsonBody(c.req.raw, host.limits.maxBodyBytes));
-    const options = parseTokenOptions(rest);
-    const bundle = await host.core.current(model, host.background);
-    return c.json(await inspectToken(host.core, bundle, options), 200, { [VERSION_HEADER]: bundle.version });
-  });
-
-  app.post('/v1/memory/prompt', async (c) => {
-    const { host } = c.var;
-    const { model, rest } = split(await readJsonBody(c.req.raw, host.limits.maxBodyBytes));
-    const options = parsePromptOptions(rest);
-    const bundle = await host.core.current(model, host.background);
-    return c.json(await inspectPrompt(host.core, bundle, options), 200, { [VERSION_HEADER]: bundle.version });
-  });
+  // The token and prompt views: a model's current version, the view's own options, its JSON.
+  const view = <O, V>(
+    path: string,
+    parse: (body: unknown) => O,
+    inspect: (core: ServingCore, bundle: LoadedBundle, options: O) => Promise<V>,
+  ) =>
+    app.post(path, async (c) => {
+      const { host } = c.var;
+      const { model, rest } = split(await readJsonBody(c.req.raw, host.limits.maxBodyBytes));
+      const options = parse(rest);
+      const bundle = await host.core.current(model, host.background);
+      return c.json(await inspect(host.core, bundle, options), 200, { [VERSION_HEADER]: bundle.version });
+    });
+  view('/v1/memory/token', parseTokenOptions, inspectToken);
+  view('/v1/memory/prompt', parsePromptOptions, (core, bundle, options) => inspectPrompt(core, bundle, options));
 
   app.post('/v1/memory/diff', async (c) => {
     const { host } = c.var;
