@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Random } from '../util/random.ts';
-import { fastSoftmaxWeights } from './softmax-weights.ts';
+import { fastCumulativeWeights, fastSoftmaxWeights, RELATIVE_ERROR } from './softmax-weights.ts';
 
 describe('fastSoftmaxWeights', () => {
   it('stays within its assumed relative error of Math.exp, and sums within its bound', () => {
@@ -18,7 +18,8 @@ describe('fastSoftmaxWeights', () => {
         exactTotal += exact;
         if (exact > 1e-15) worst = Math.max(worst, Math.abs(fast.weights[i] - exact) / exact);
       }
-      expect(worst).toBeLessThan(1e-10);
+      expect(worst).toBeLessThan(RELATIVE_ERROR);
+      expect(worst).toBeGreaterThan(RELATIVE_ERROR / 10); // the bound is not loose either
       expect(Math.abs(fast.total - exactTotal)).toBeLessThan(fast.errorBound);
     }
   });
@@ -31,5 +32,20 @@ describe('fastSoftmaxWeights', () => {
     expect(fast?.weights[2]).toBe(0);
     expect(fastSoftmaxWeights(logits, 0, 1, minP * (1 + 1e-15))?.weights[1]).toBe(0);
     expect(fastSoftmaxWeights(Float32Array.from([0, Number.NaN]), 0, 1, 0)).toBeNull();
+  });
+
+  it('gives the running sums of the same weights, bit for bit, in one pass', () => {
+    const rng = new Random(9);
+    const logits = Float32Array.from({ length: 3001 }, () => rng.normal() * 4);
+    const top = Math.max(...logits);
+    const weights = Float64Array.from(fastSoftmaxWeights(logits, top, 0.8, 0)?.weights.subarray(0, logits.length) ?? []);
+    const running = fastCumulativeWeights(logits, top, 0.8);
+    let sum = 0;
+    for (let i = 0; i < logits.length; i++) {
+      sum += weights[i];
+      if (running?.cumulative[i] !== sum) expect.fail(`running sum ${i}: ${running?.cumulative[i]} against ${sum}`);
+    }
+    expect(running?.total).toBe(sum);
+    expect(fastCumulativeWeights(Float32Array.from([0, Number.NaN]), 0, 1)).toBeNull();
   });
 });
