@@ -9,7 +9,8 @@
  *   npx tsx bench/run.ts --report-only        re-render docs/ from the stored results
  *
  * Suites: hotset (item 5), steps (items 2, 3, hot-path cost), latency (items 1, 2, 5),
- * ttft (item 6), scale (item 4), load (concurrent streams, admission control on and off). Build products
+ * ttft (item 6), scale (item 4), load (concurrent streams, admission control on and off), dtypes
+ * (issue 13: compute dtypes of the demo models, docs/quantization.md). Build products
  * and raw results live in bench/.work (gitignored).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,8 @@ import { runEnv } from './lib/env.ts';
 import { PLOT, REPORT, WORK } from './lib/paths.ts';
 import { renderMarkdown, renderSvg, type AllResults, type Meta } from './lib/report.ts';
 import { runHotset } from './suites/hotset.ts';
+import { runDtypes } from './suites/dtypes.ts';
+import { runLargest } from './suites/largest.ts';
 import { runLatency } from './suites/latency.ts';
 import { runLoad } from './suites/load.ts';
 import { runScale } from './suites/scale.ts';
@@ -33,6 +36,8 @@ const SUITES = {
   ttft: runTtft,
   scale: runScale,
   load: runLoad,
+  largest: runLargest,
+  dtypes: runDtypes,
 } as const;
 type SuiteName = keyof typeof SUITES;
 

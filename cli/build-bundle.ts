@@ -14,18 +14,24 @@ import { encodeRows, rowLayout, type TableDtype } from '../src/bundle/row-codec.
 import { InputError } from '../src/errors.ts';
 import { GRAPH_IO } from '../src/model/graph-io.ts';
 import { buildDecoderGraph, buildMemoryGraph } from '../src/model/model.ts';
+import type { ComputeDtype } from '../src/model/quantize.ts';
 import { readCheckpoint, readJsonFile, type Checkpoint } from './checkpoint.ts';
 import { writeLens } from './build-lens.ts';
+import { optimizeGraph } from './optimize-graph.ts';
 
 export interface BuildOptions {
   dtype: TableDtype;
   reference: boolean;
+  /** The dtype of compute.onnx's matrix weights (docs/quantization.md); default f32. reference.onnx stays f32: it is the oracle. */
+  computeDtype?: ComputeDtype;
   /** Show a progress bar on stderr while the tables are computed. */
   progress: boolean;
   /** Upper bound of one table object, so huge tables upload and verify in parts. */
   shardBytes?: number;
   /** Entries per list of the inspector's lens (src/inspect/lens-format.ts); 0 builds no lens. */
   lensK?: number;
+  /** Also write the compute graph optimized for onnxruntime's CPU kernels (compute.ort, cli/optimize-graph.ts); default true. */
+  optimizedGraph?: boolean;
 }
 
 const DEFAULT_SHARD_BYTES = 512 * 1024 * 1024;
@@ -43,7 +49,15 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
   mkdirSync(staging, { recursive: true });
   try {
     const writeObject = (path: string, bytes: Uint8Array): ObjectRef => writeStagedObject(staging, path, bytes);
-    const compute = writeObject('compute.onnx', buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input'));
+    const computeDtype = options.computeDtype ?? 'f32';
+    const compute = writeObject('compute.onnx', buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input', { computeDtype }));
+    // What the worker and the CLI load instead of compute.onnx: no graph optimization on a cold isolate.
+    // Not for f16: optimizing folds each weight's Cast into an f32 copy, undoing what f16 is for, an
+    // object half the size (docs/quantization.md).
+    const computeOptimized =
+      options.optimizedGraph === false || computeDtype === 'f16'
+        ? undefined
+        : writeObject('compute.ort', await optimizeGraph(readFileSync(join(staging, compute.path))));
     const tokenizer = writeObject('tokenizer.json', readFileSync(join(checkpointDir, 'tokenizer.json')));
     const reference = options.reference
       ? writeObject('reference.onnx', buildDecoderGraph(checkpoint.config, checkpoint.weights, 'computed-in-graph'))
@@ -54,7 +68,8 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
     const partial = {
       format: BUNDLE_FORMAT,
       config: checkpoint.config,
-      objects: { compute, tokenizer, reference },
+      computeDtype,
+      objects: { compute, computeOptimized, tokenizer, reference },
       tables,
       chatTemplate,
       lens,

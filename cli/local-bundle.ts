@@ -17,6 +17,7 @@ import {
   type ServingCore,
   type ServingParts,
 } from '../src/serving/serving-core.ts';
+import { sessionOptionsFor } from '../src/serving/session-options.ts';
 import { bundleKey, type ByteRange, type ObjectStore } from '../src/storage/object-store.ts';
 import type { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { readJsonFile } from './checkpoint.ts';
@@ -83,14 +84,15 @@ export function readLocalManifest(dir: string): BundleManifest {
 export function localServingCore(dir: string, manifest: BundleManifest, parts: Partial<ServingParts> = {}): ServingCore {
   return createServingCore({
     origin: new BundleFolderStore([{ dir, version: manifest.version }]),
-    createSession: (graph) => ort.InferenceSession.create(graph),
+    createSession: (graph) => ort.InferenceSession.create(graph, sessionOptionsFor(graph)),
     Tensor: ort.Tensor,
     ...parts,
     settings: { ...LOCAL_SETTINGS, ...parts.settings },
   });
 }
 
-export async function openLocalBundle(dir: string, graph: GraphChoice = 'compute'): Promise<LocalBundle> {
+/** `graph` defaults to what the worker serves: the graph optimized at build time when the bundle has one. */
+export async function openLocalBundle(dir: string, graph: GraphChoice = 'optimized'): Promise<LocalBundle> {
   const manifest = readLocalManifest(dir);
   if (graph === 'reference' && !manifest.objects.reference)
     throw new InputError(`bundle ${dir} has no reference graph (build it with --reference)`);

@@ -100,7 +100,11 @@ export async function publishPatch(
   const partial: Omit<BundleManifest, 'version'> = {
     format: BUNDLE_FORMAT,
     config: base.config,
-    objects: { compute: shared(base.objects.compute), tokenizer: shared(base.objects.tokenizer) },
+    objects: {
+      compute: shared(base.objects.compute),
+      ...(base.objects.computeOptimized ? { computeOptimized: shared(base.objects.computeOptimized) } : {}),
+      tokenizer: shared(base.objects.tokenizer),
+    },
     tables: { layout, shards: tables.shards.map(shared), checksums: shared(tables.checksums) },
     ...(base.chatTemplate ? { chatTemplate: base.chatTemplate } : {}),
     base: baseVersion,

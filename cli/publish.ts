@@ -41,6 +41,7 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 export function ownObjects(manifest: BundleManifest): ObjectRef[] {
   const all = [
     manifest.objects.compute,
+    manifest.objects.computeOptimized,
     manifest.objects.tokenizer,
     manifest.objects.reference,
     ...(manifest.tables?.shards ?? []),
@@ -89,7 +90,8 @@ export async function publishVersion(
     result.alreadyPublished = true;
     result.skippedObjects = payloads.length;
   } else {
-    for (const shared of [manifest.objects.compute, ...(manifest.tables?.shards ?? [])].filter((o) => o.from)) {
+    const objects = [manifest.objects.compute, manifest.objects.computeOptimized, ...(manifest.tables?.shards ?? [])];
+    for (const shared of objects.filter((o): o is ObjectRef => !!o?.from)) {
       if (!(await catalog.published(shared.from!)))
         throw new InputError(`version ${version} builds on ${shared.from}, which is not complete in this store`);
     }

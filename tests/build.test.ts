@@ -24,6 +24,7 @@ describe('flexmem build', () => {
     const { tables } = manifest;
     const objects = [
       manifest.objects.compute,
+      manifest.objects.computeOptimized!,
       manifest.objects.tokenizer,
       manifest.objects.reference!,
       ...tables!.shards,

@@ -52,8 +52,8 @@ describe('a fault of the store', () => {
   it('a compute graph that fails its hash: a 500 naming no path; the log names the object', async () => {
     const version = await serveBundle(worker, bundles[0], 'tampered');
     const manifest = await catalog.manifest(version);
-    // A version the worker has never loaded is corrupted at the origin.
-    const key = bundleKey(version, manifest.objects.compute.path);
+    // A version the worker has never loaded is corrupted at the origin: the graph the worker loads.
+    const key = bundleKey(version, (manifest.objects.computeOptimized ?? manifest.objects.compute).path);
     const bytes = (await worker.bucket.get(key))!;
     bytes[bytes.length - 5] ^= 0xff;
     await worker.bucket.put(key, bytes);

@@ -238,8 +238,14 @@ describe.each([
       expect(manifest.lens?.entries.from).toBe(base.version);
       expect(manifest.base).toBe(base.version);
       expect(
-        [manifest.objects.compute, manifest.objects.tokenizer, manifest.tables!.checksums, ...manifest.tables!.shards].map((o) => o.from),
-      ).toEqual(Array(3 + base.tables!.shards.length).fill(base.version));
+        [
+          manifest.objects.compute,
+          manifest.objects.computeOptimized!,
+          manifest.objects.tokenizer,
+          manifest.tables!.checksums,
+          ...manifest.tables!.shards,
+        ].map((o) => o.from),
+      ).toEqual(Array(4 + base.tables!.shards.length).fill(base.version));
       const catalog = new Catalog(target.store);
       expect((await catalog.pointer(MODEL))?.version).toBe(patchVersion);
       expect((await catalog.published(patchVersion))?.base).toBe(base.version);

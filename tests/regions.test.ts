@@ -162,9 +162,9 @@ dns.lookup = function (hostname, options, callback) {
     });
 
   const flipped = () => ({ pointer: next, listed: [previous, next].sort(), nextVerified: true });
-  // Graph, tokenizer, table shard, row checksums and lens: every object the version owns.
+  // Graph, optimized graph, tokenizer, table shard, row checksums and lens: every object the version owns.
   const line = (name: string) =>
-    new RegExp(`^${name}: uploaded 5 objects \\([\\d.]+ MB\\), 0 already there, all verified; news -> ${next}$`);
+    new RegExp(`^${name}: uploaded 6 objects \\([\\d.]+ MB\\), 0 already there, all verified; news -> ${next}$`);
 
   it('a subset of regions: only those, in the order given; the others are not touched', async ({ expect }) => {
     // The parent names an account; the child's environment does not (the endpoint given is used).
@@ -217,7 +217,7 @@ dns.lookup = function (hostname, options, callback) {
     const again = await publish(['--regions', 'us', '--prefix', 'verify']);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toMatch(
-      new RegExp(`^us: uploaded 4 objects \\([\\d.]+ MB\\), 1 already there, all verified; news -> ${next}\\n$`),
+      new RegExp(`^us: uploaded 5 objects \\([\\d.]+ MB\\), 1 already there, all verified; news -> ${next}\\n$`),
     );
     expect(await regionState(us, 'verify')).toEqual(flipped());
   });

@@ -62,6 +62,8 @@ export interface Env {
   MAX_ACTIVE_GENERATIONS?: string;
   MAX_QUEUED_GENERATIONS?: string;
   QUEUE_WAIT_MS?: string;
+  /** Most decode steps of concurrent generations run as one session.run; "1" runs each alone (src/engine/step-batcher.ts). */
+  MAX_DECODE_BATCH?: string;
 }
 
 function number(env: Env, key: keyof Env, fallback: number): number {
@@ -95,6 +97,7 @@ export function readSettings(env: Env): ServingSettings {
       maxQueued: number(env, 'MAX_QUEUED_GENERATIONS', DEFAULT_SETTINGS.admission.maxQueued),
       queueWaitMs: number(env, 'QUEUE_WAIT_MS', DEFAULT_SETTINGS.admission.queueWaitMs),
     },
+    maxDecodeBatch: Math.max(1, Math.floor(number(env, 'MAX_DECODE_BATCH', DEFAULT_SETTINGS.maxDecodeBatch))),
   };
 }
 

@@ -6,8 +6,16 @@
 import { createApiApp } from '../src/api/app.ts';
 import type { ApiHost } from '../src/api/host.ts';
 import { createServingCore } from '../src/serving/serving-core.ts';
+import { sessionOptionsFor } from '../src/serving/session-options.ts';
 import { accessSettings, apiLimits, originStore, pageCaches, rateLimitSettings, readSettings, type Env } from './bindings.ts';
 import { onnxRuntime } from './onnx-runtime.ts';
+import { warmUpRuntime } from './runtime-warm-up.ts';
+
+/**
+ * onnxruntime's start runs while the isolate starts, not in its first request (workers/runtime-warm-up.ts).
+ * A failed warm-up is only logged: the first real session meets the same fault and reports it.
+ */
+const runtimeReady = warmUpRuntime(onnxRuntime()).catch((error: unknown) => console.warn(`onnxruntime warm-up failed: ${String(error)}`));
 
 let isolate: Omit<ApiHost, 'background'> | null = null;
 
@@ -17,9 +25,13 @@ function isolateHost(env: Env): Omit<ApiHost, 'background'> {
   const core = createServingCore({
     origin: originStore(env),
     pageCaches: pageCaches(env),
-    createSession: (graph) => ort.InferenceSession.create(graph),
+    createSession: async (graph) => {
+      await runtimeReady;
+      return ort.InferenceSession.create(graph, sessionOptionsFor(graph));
+    },
     Tensor: ort.Tensor,
-    settings: readSettings(env),
+    // The graph optimized at build time when the bundle has it: no graph rewrites on a cold isolate.
+    settings: { ...readSettings(env), graph: 'optimized' },
   });
   isolate = { core, limits: apiLimits(env), access: accessSettings(env), rateLimit: rateLimitSettings(env) };
   return isolate;

@@ -3,12 +3,17 @@
  * and reused while their inputs (checkpoint files, builder source) are unchanged.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildBundle } from '../../cli/build-bundle.ts';
+import { buildBundle, writeStagedObject } from '../../cli/build-bundle.ts';
+import { readCheckpoint } from '../../cli/checkpoint.ts';
+import { optimizeGraph } from '../../cli/optimize-graph.ts';
 import { writeRandomCheckpoint } from '../../cli/random-checkpoint.ts';
-import { MANIFEST_FILE, parseManifest, versionId, type BundleManifest } from '../../src/bundle/manifest.ts';
+import { BUNDLE_FORMAT, MANIFEST_FILE, parseManifest, versionId, type BundleManifest } from '../../src/bundle/manifest.ts';
+import { rowLayout } from '../../src/bundle/row-codec.ts';
+import { buildDecoderGraph } from '../../src/model/model.ts';
 import type { TableDtype } from '../../src/bundle/row-codec.ts';
+import type { ComputeDtype } from '../../src/model/quantize.ts';
 import { ROOT, WORK } from './paths.ts';
 
 export interface BuiltBundle {
@@ -30,7 +35,13 @@ function hashFiles(paths: string[]): string {
 /** The source files a bundle's bytes depend on. */
 function builderSources(): string[] {
   const dirs = ['src/model', 'src/onnx', 'src/bundle', 'src/tensor', 'src/tokenizer'];
-  const files: string[] = ['cli/build-bundle.ts', 'cli/checkpoint.ts', 'cli/random-checkpoint.ts']
+  const files: string[] = [
+    'cli/build-bundle.ts',
+    'cli/checkpoint.ts',
+    'cli/random-checkpoint.ts',
+    'cli/optimize-graph.ts',
+    'cli/ort-format.ts',
+  ]
     .map((f) => join(ROOT, f))
     .filter((f) => existsSync(f));
   for (const dir of dirs) {
@@ -135,3 +146,129 @@ export function scaleBundle(shape: ScaleShape): Promise<BuiltBundle> {
 }
 
 export const tableBytes = (m: BundleManifest) => (m.tables?.shards ?? []).reduce((n, s) => n + s.bytes, 0);
+
+/**
+ * Issue 13: a realistic shape for "the biggest model one Worker serves". The tables depend only on
+ * (vocab, layers, hidden, memory FFN width, seed), because every tensor's random values depend
+ * only on its name and the seed (src/model/init.ts); the compute path (heads, head size, FFN-C
+ * width, compute dtype) can change around the same tables.
+ */
+export interface LargeShape {
+  vocab: number;
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** FFN-C width (the compute path's small FFN). */
+  ffnC: number;
+}
+
+export type { ComputeDtype };
+
+/** FFN-M width: the table row is `hidden` values per layer whatever it is, so it stays small (cheap table builds). */
+const LARGE_MEMORY_FFN = 64;
+const LARGE_TABLE_DTYPE: TableDtype = 'f32';
+
+export const largeOverrides = (s: LargeShape) => ({
+  vocab_size: s.vocab,
+  hidden_size: s.hidden,
+  num_hidden_layers: s.layers,
+  num_attention_heads: s.heads,
+  num_key_value_heads: s.kvHeads,
+  head_dim: s.headDim,
+  intermediate_size: s.ffnC,
+  ffn_c_intermediate_size: s.ffnC,
+  memory_intermediate_size: LARGE_MEMORY_FFN,
+  max_position_embeddings: 512,
+});
+
+export const largeName = (s: LargeShape) => `v${s.vocab}-l${s.layers}-d${s.hidden}-h${s.heads}x${s.headDim}kv${s.kvHeads}-f${s.ffnC}`;
+export const tableSetName = (s: LargeShape) => `largest-tables-v${s.vocab}-l${s.layers}-d${s.hidden}`;
+
+/** `flexmem build` of a large random model: f32 rows, no lens (its build pass is vocabulary² per layer). */
+async function buildWith(checkpoint: string, dir: string, computeDtype: ComputeDtype): Promise<void> {
+  await buildBundle(checkpoint, dir, { dtype: LARGE_TABLE_DTYPE, reference: false, progress: false, lensK: 0, computeDtype });
+}
+
+/**
+ * The tables of a (vocab, layers, hidden) family, built once by a full `flexmem build` of the
+ * family's smallest compute path, f32 rows (the builder's f16/int8 row encoding is per value in
+ * JS, several times slower than f32).
+ */
+export function largeTableSet(shape: LargeShape): Promise<BuiltBundle> {
+  const base: LargeShape = { ...shape, heads: 1, kvHeads: 1, headDim: 64, ffnC: 64 };
+  const name = tableSetName(shape);
+  // Keyed on the row format, not on all of the builder's code (which changes often and would
+  // rebuild gigabytes): a variant built later checks its tables byte-identical to these anyway.
+  const format = ['src/bundle/row-codec.ts', 'src/bundle/row-checksums.ts', 'src/bundle/manifest.ts'].map((f) => join(ROOT, f));
+  const inputs = JSON.stringify({ base, memoryFfn: LARGE_MEMORY_FFN, dtype: LARGE_TABLE_DTYPE, format: hashFiles(format) });
+  return cached(name, inputs, async (dir) => {
+    const checkpoint = join(WORK, 'checkpoints', name);
+    rmSync(checkpoint, { recursive: true, force: true });
+    writeRandomCheckpoint(checkpoint, { preset: 'tiny', arch: 'flex', seed: 1, dtype: 'f16', overrides: largeOverrides(base) });
+    await buildWith(checkpoint, dir, 'f32');
+    rmSync(checkpoint, { recursive: true, force: true });
+  });
+}
+
+/**
+ * One compute path over a family's tables. Its compute objects are made exactly as `flexmem build`
+ * makes them (cli/build-bundle.ts: buildDecoderGraph in `computeDtype`, then optimizeGraph to
+ * compute.ort except for f16), but the table pass is skipped: its tables are the family's,
+ * referenced by version (`from`, as a patch shares its base's objects), so they are published
+ * once and a variant costs seconds instead of a pass over gigabytes. They are the tables this
+ * checkpoint would get: the memory path's tensors have the same names and shapes in every member
+ * of a family, and random values depend only on (seed, name) (src/model/init.ts).
+ */
+export function largeVariant(shape: LargeShape, computeDtype: ComputeDtype, tables: BuiltBundle): Promise<BuiltBundle> {
+  const name = `largest-${largeName(shape)}-${computeDtype}`;
+  // Keyed on the graph's interface, not on all of the builder's code: a shared checkout where the
+  // model code changes by the hour would otherwise rebuild every variant on every run. A variant
+  // is rebuilt when the served graph's inputs and outputs (graph-io.ts) or the quantizer change.
+  const graphCode = hashFiles(['src/model/graph-io.ts', 'src/model/quantize.ts'].map((f) => join(ROOT, f)));
+  const inputs = JSON.stringify({ shape, computeDtype, tables: tables.manifest.version, graphCode });
+  return cached(name, inputs, async (dir) => {
+    const checkpointDir = join(WORK, 'checkpoints', name);
+    rmSync(checkpointDir, { recursive: true, force: true });
+    const staging = `${dir}.partial`;
+    rmSync(staging, { recursive: true, force: true });
+    mkdirSync(staging, { recursive: true });
+    try {
+      writeRandomCheckpoint(checkpointDir, { preset: 'tiny', arch: 'flex', seed: 1, dtype: 'f16', overrides: largeOverrides(shape) });
+      const checkpoint = readCheckpoint(checkpointDir);
+      const base = tables.manifest;
+      if (JSON.stringify(rowLayout(checkpoint.config, LARGE_TABLE_DTYPE)) !== JSON.stringify(base.tables!.layout))
+        throw new Error(`${name}: its row layout differs from ${tables.dir}'s`);
+      const compute = writeStagedObject(
+        staging,
+        'compute.onnx',
+        buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input', { computeDtype }),
+      );
+      const computeOptimized =
+        computeDtype === 'f16'
+          ? undefined
+          : writeStagedObject(staging, 'compute.ort', await optimizeGraph(readFileSync(join(staging, compute.path))));
+      const tokenizer = writeStagedObject(staging, 'tokenizer.json', readFileSync(join(checkpointDir, 'tokenizer.json')));
+      const from = base.version;
+      const partial: Omit<BundleManifest, 'version'> = {
+        format: BUNDLE_FORMAT,
+        config: checkpoint.config,
+        computeDtype,
+        objects: { compute, computeOptimized, tokenizer },
+        tables: {
+          layout: base.tables!.layout,
+          shards: base.tables!.shards.map((s) => ({ ...s, from })),
+          checksums: { ...base.tables!.checksums, from },
+        },
+        builtFrom: { tool: `flexmem bench (compute path of ${name} over the tables of ${from})` },
+      };
+      const manifest: BundleManifest = { ...partial, version: await versionId(partial) };
+      writeFileSync(join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+      renameSync(staging, dir);
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
+      rmSync(checkpointDir, { recursive: true, force: true });
+    }
+  });
+}

@@ -133,9 +133,13 @@ export class IsolateInspector {
   private id = 0;
   private readonly pending = new Map<number, (msg: any) => void>();
 
+  /** Execution contexts announced after Runtime.enable (workerd has no default one for evaluate). */
+  private readonly contexts: number[] = [];
+
   private constructor(private readonly ws: MiniSocket) {
     ws.onMessage = (data) => {
       const msg = JSON.parse(data);
+      if (msg.method === 'Runtime.executionContextCreated') this.contexts.push(msg.params.context.id);
       const resolve = this.pending.get(msg.id);
       if (resolve) {
         this.pending.delete(msg.id);
@@ -172,6 +176,31 @@ export class IsolateInspector {
   async heap(gc = true): Promise<HeapUsage> {
     if (gc) await this.call('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
     return (await this.call('Runtime.getHeapUsage')) as HeapUsage;
+  }
+
+  /**
+   * The byte length of every live WebAssembly.Memory in the isolate (onnxruntime-web's heap), found
+   * with Runtime.queryObjects on WebAssembly.Memory.prototype. Read directly because V8's
+   * backingStorageSize does not follow a wasm memory as it grows (a 178 MB graph loaded, and
+   * used + ArrayBuffers stayed at 23 MiB), and the memory is what the 128 MB limit counts most.
+   */
+  async wasmMemoryBytes(): Promise<number[]> {
+    if (!this.contexts.length) await this.call('Runtime.enable');
+    const contextId = this.contexts[this.contexts.length - 1];
+    const proto = await this.call('Runtime.evaluate', { expression: 'WebAssembly.Memory.prototype', ...(contextId ? { contextId } : {}) });
+    const protoId = proto?.result?.objectId as string | undefined;
+    if (!protoId) throw new Error(`no WebAssembly.Memory.prototype: ${JSON.stringify(proto).slice(0, 200)}`);
+    const found = await this.call('Runtime.queryObjects', { prototypeObjectId: protoId });
+    const arrayId = found?.objects?.objectId as string | undefined;
+    if (!arrayId) return [];
+    const lengths = await this.call('Runtime.callFunctionOn', {
+      objectId: arrayId,
+      functionDeclaration: 'function () { return this.map((m) => m.buffer.byteLength); }',
+      returnByValue: true,
+    });
+    await this.call('Runtime.releaseObject', { objectId: arrayId }).catch(() => {});
+    await this.call('Runtime.releaseObject', { objectId: protoId }).catch(() => {});
+    return (lengths?.result?.value ?? []) as number[];
   }
 
   close(): void {

@@ -7,6 +7,10 @@ import type { HotsetResult } from '../suites/hotset.ts';
 import type { LatencyResult, VariantResult } from '../suites/latency.ts';
 import type { LoadCell, LoadResult } from '../suites/load.ts';
 import type { ScaleResult } from '../suites/scale.ts';
+import type { LargestResult } from '../suites/largest.ts';
+import type { DtypesResult } from '../suites/dtypes.ts';
+import { renderDtypes } from './dtypes-report.ts';
+import { renderLargest } from './largest-report.ts';
 import { CONFIG_LABELS, RUNTIME_LABELS, SAMPLE_REFERENCE_131072, type StepsResult } from '../suites/steps.ts';
 import type { TtftResult } from '../suites/ttft.ts';
 import type { RunEnv } from './env.ts';
@@ -33,6 +37,8 @@ export interface AllResults {
   hotset?: Stored<HotsetResult>;
   ttft?: Stored<TtftResult>;
   load?: Stored<LoadResult>;
+  largest?: Stored<LargestResult>;
+  dtypes?: Stored<DtypesResult>;
   /** Every run's command and wall time (bench/.work/results/runs.json). */
   runs?: RunRecord[];
 }
@@ -470,8 +476,8 @@ ${table(
 Random-weight Flex models (\`writeRandomCheckpoint\`, preset \`tiny\` with overrides: ${c.instances[0] ? `${c.instances[0].shape.layers} layers, d ${c.instances[0].shape.hidden}, FFN-C and FFN-M width 64, 4 heads / 2 KV heads` : ''}),
 f32 tables (${c.instances[0] ? `${c.instances[0].rowBytes} bytes per row` : ''}), served by the edge worker from s3rver (S3 protocol, so table bytes never pass through
 workerd except the rows it reads), ${c.maxTokens} generated tokens, ${c.rounds} interleaved rounds. Memory is read from outside the worker:
-the isolate's V8 heap (used + ArrayBuffers, which include onnxruntime-web's wasm memory) through workerd's inspector, after a full
-garbage collection (forced by taking a heap snapshot) — what the 128 MB isolate limit is charged for — and the RSS of the whole workerd process (/proc/<pid>/status), which also holds the runtime,
+the isolate's V8 heap (used + ArrayBuffers; these do NOT include onnxruntime-web's wasm memory, which §4b adds) through workerd's inspector, after a full
+garbage collection (forced by taking a heap snapshot) (the 128 MB isolate limit also counts the wasm memory: §4b) and the RSS of the whole workerd process (/proc/<pid>/status), which also holds the runtime,
 Miniflare's internal workers and the compiled wasm code. "Idle" is after one \`/health\` request. Per-token decode time (client) =
 (finish of an N-token stream − finish of a 1-token stream) / (N − 1); these random models emit tokens that decode to nothing, so chunk
 gaps cannot be used. "origin read" is the origin alone: one 32 KiB range read of that table from Node.
@@ -485,6 +491,8 @@ ${failuresNote(c.failures)}
 ${reproduce(C.meta, 'scale')}
 `);
   } else parts.push('## 4. Scale models\n\n_Not run yet: `npx tsx bench/run.ts --only scale`._\n');
+  parts.push(renderLargest(all.largest));
+  parts.push(renderDtypes(all.dtypes));
 
   // 5. hot set
   const H = all.hotset;
@@ -589,9 +597,9 @@ ${reproduce(H.meta, 'hotset')}
   if (T) {
     const tt = T.result;
     const keys: [string, string][] = [
-      ['instanceStart', 'new Miniflare instance until ready (workerd start, script + wasm module load)'],
+      ['instanceStart', 'new Miniflare instance until ready (workerd start, script + wasm module load, onnxruntime start at module scope)'],
       ['firstRequest', 'first request on the isolate (`GET /health`, no bundle)'],
-      ['bundleLoad', 'first completion: response headers (pointer, manifest, graph + tokenizer reads, sha256, ORT session)'],
+      ['bundleLoad', 'first completion: response headers (pointer, manifest, compute.ort + tokenizer reads, sha256, ORT session)'],
       ['memoryWaitCold', '… its rows wave (server memory wait, incl. decoding rows)'],
       ['originRequestsCold', '… its origin requests'],
       ['prefillCold', '… first (role) chunk → first token (rows wave + prefill)'],
@@ -603,11 +611,14 @@ ${reproduce(H.meta, 'hotset')}
     ];
     const phaseLabels: Record<string, string> = {
       'first request (no bundle)': 'first request on the isolate',
-      read: 'read pointer, manifest, compute.onnx, tokenizer.json (local R2)',
+      read: 'read pointer, manifest, compute.ort, tokenizer.json (local R2)',
       hash: 'sha256 of graph + tokenizer',
       tokenizer: 'parse the tokenizer',
-      session: 'first `InferenceSession.create` (wasm instantiation + graph)',
+      runtime: 'onnxruntime start: wasm instantiation, runtime init, a one-node session created and run (edge worker: at module scope)',
+      session: 'first `InferenceSession.create` of compute.ort (sessionOptionsFor), after the runtime start',
       session2: 'a second `InferenceSession.create` (graph only)',
+      prefill: 'first 32-token prefill on the first session (constant rows)',
+      prefill2: 'the same prefill again',
     };
     parts.push(`## 6. Time to first token on a cold isolate
 
@@ -620,7 +631,7 @@ ${table(
   keys.map(([k, label]) => [label, iqr(tt.summary['0'][k]), iqr(tt.summary['20'][k])]),
 )}
 
-The bundle load split by phase (bench worker on a fresh instance, one phase per request, client-timed):
+The bundle load split by phase (bench worker on a fresh instance that has not started onnxruntime, one phase per request, client-timed):
 
 ${table(
   ['phase', 'ms', 'workerd RSS after it, MiB', 'isolate heap + ArrayBuffers after it (after GC), MiB'],
@@ -642,6 +653,15 @@ ${table(
 )}
 
 ${
+  tt.before
+    ? `Before compute.ort and the module-scope start (a fresh bench worker per repetition whose first session is compute.onnx with onnxruntime's
+defaults, as served before): first \`InferenceSession.create\` ${iqr(tt.before.session)} ms, first prefill ${iqr(tt.before.prefill)} ms. Now, paired
+by repetition: the first create ${x(tt.before.sessionRatio)} of that, the first prefill ${x(tt.before.prefillRatio)}, the two together (the onnxruntime work
+left in the first request) ${x(tt.before.firstRequestRatio)}.
+
+`
+    : ''
+}${
   tt.sessionVariants
     ? `Ways to ship and load the graph (issue 13, cold start): each a graph-only \`InferenceSession.create\` on the same isolate after its first
 session, then a 32-token prefill and 64 decode steps (constant rows), both timed inside the worker, 2 per repetition in a shuffled order;
@@ -688,6 +708,7 @@ function loadSection(L: Stored<LoadResult> | undefined): string {
     pair(c.interTokenMs.p50, c.interTokenMs.p99),
     c.rejected ? `${fmt(c.rejectMs.min)} / ${fmt(c.rejectMs.p50)} / ${fmt(c.rejectMs.max)}` : '—',
     fmt(c.wallMs.median / 1000),
+    c.meanDecodeBatch !== undefined && Number.isFinite(c.meanDecodeBatch) ? fmt(c.meanDecodeBatch) : '—',
     mb(c.peakRss),
   ]);
   const on = `the deployed defaults: ${Object.entries(l.onDefaults)
@@ -698,11 +719,13 @@ function loadSection(L: Stored<LoadResult> | undefined): string {
     .join(', ');
   return `${title}
 
-The edge worker in workerd with the \`wrangler.toml\` defaults, one Miniflare instance (one process, one isolate) per admission
+The edge worker in workerd with the \`wrangler.toml\` defaults, one Miniflare instance (one process, one isolate) per
 setting, the demo model loaded by ${l.warmups} warm-up stream(s) first. For each number of streams, that many streaming completions
 are sent at once (\`temperature 0\`, \`max_tokens\` ${l.maxTokens}; ${l.prompts} prompts of about ${l.promptTokens} tokens from the validation
-text, stream i sends prompt i mod ${l.prompts}), ${l.rounds} round(s)${l.rounds !== l.roundsPlanned ? ` of ${l.roundsPlanned} planned` : ''}, the two settings in a shuffled order at each step. Admission
-off = ${off}; on = ${on}. Tokens/s = tokens generated by the batch / its wall time (first request sent → last stream
+text, stream i sends prompt i mod ${l.prompts}), ${l.rounds} round(s)${l.rounds !== l.roundsPlanned ? ` of ${l.roundsPlanned} planned` : ''}, the ${l.settings.length} settings in a shuffled order at each step. Admission
+off = \`MAX_ACTIVE_GENERATIONS=1000000\`; on = ${on}. Unbatched = ${off} (every decode step its own \`session.run\`); batched = continuous
+batching of decode steps (src/engine/step-batcher.ts) with \`MAX_DECODE_BATCH=${l.decodeBatch?.value ?? '?'}\` (${l.decodeBatch?.from ?? 'n/a'}); mean decode batch =
+decode steps per batched \`session.run\`, from the worker's /metrics. Tokens/s = tokens generated by the batch / its wall time (first request sent → last stream
 ended), median over rounds. TTFT = request sent → first token, over every stream that received one; inter-token latency = the gaps
 between consecutive tokens as they reach the client, pooled over every stream and round (tokens that arrive in one read count as a
 0 ms gap); over fewer than 100 values a p99 is close to the largest. Rejected = HTTP 429 or 503, answered by admission control, and not counted as errors; errors = any other status, an error
@@ -719,6 +742,7 @@ ${table(
     'inter-token p50 / p99 ms',
     'rejected: answered in ms (min / p50 / max)',
     'batch wall s',
+    'mean decode batch',
     'workerd RSS peak MiB',
   ],
   rows,
@@ -762,6 +786,16 @@ function loadReading(l: LoadResult): string {
       `- No request was refused in either setting. The worker bundled for this run does not contain ${names.join(', ')}: it had no admission control, so "on" and "off" ran the same worker and their differences are run-to-run variation.`,
     );
   }
+  const solo = cell(1, 'off');
+  const burst = cell(16, 'off-batched');
+  if (solo && burst) {
+    const speedup = burst.tokensPerSecond.median / solo.tokensPerSecond.median;
+    const latency = burst.interTokenMs.p99 / solo.interTokenMs.p99;
+    const met = speedup >= 4 && latency <= 2;
+    out.push(
+      `- Goal of issue 13 (16 streams, batched, against 1 stream unbatched: ≥ 4× the tokens/s, p99 inter-token ≤ 2×): ${met ? 'met' : 'not met'}: ${fmt(burst.tokensPerSecond.median)} against ${fmt(solo.tokensPerSecond.median)} tokens/s (${x(speedup)}), p99 inter-token ${ms(burst.interTokenMs.p99)} against ${ms(solo.interTokenMs.p99)} (${x(latency)}), ${fmt(burst.meanDecodeBatch ?? NaN)} decode steps per run. Starvation: ${burst.ok} of ${burst.requests} streams completed, ${fmt(burst.tokensPerStream)} tokens each (median), and the longest wait of any stream between two of its tokens was ${ms(Math.max(...burst.batches.flatMap((b) => b.streams.map((s) => s.gapMaxMs))))}.`,
+    );
+  }
   const errors = l.cells.filter((c) => c.errors > 0);
   if (errors.length) {
     out.push(
@@ -798,7 +832,7 @@ function coldStartVariants(t: TtftResult): string {
   const served = t.sessionVariants?.[0];
   const best = t.sessionVariants?.at(-1);
   if (!served || !best) return '';
-  return ` A graph optimized at build time (ORT format) loaded with \`sessionOptionsFor\` took ${x(best.createRatio)} the graph-only create time of the graph as served (${ms(best.createMs.median)} against ${ms(served.createMs.median)}), with decode steps at ${x(best.stepRatio)} and logits within ${best.maxLogitDiff.toExponential(1)}; the wasm instantiation of the first session is not affected.`;
+  return ` The graph optimized at build time (compute.ort, served now) loaded with \`sessionOptionsFor\` takes ${x(best.createRatio)} the graph-only create time of compute.onnx with onnxruntime's defaults (served before it; ${ms(best.createMs.median)} against ${ms(served.createMs.median)}), with decode steps at ${x(best.stepRatio)} and logits within ${best.maxLogitDiff.toExponential(1)}.`;
 }
 
 /** What limits the numbers above; every sentence is conditioned on (and quotes) a measured value. */
@@ -844,9 +878,10 @@ function findings(all: AllResults): string {
   }
   if (t) {
     const s0 = t.summary['0'];
-    const session = t.phases.session?.median;
+    const phase = (k: string) => t.phases[k]?.median ?? NaN;
+    const met = s0.ttftCold.median <= 300;
     out.push(
-      `- **A cold isolate's first token waits mostly for the ORT session.** TTFT ${ms(s0.ttftCold.median)} on a new instance (origin 0 ms), of which ${ms(s0.bundleLoad.median)} until the response headers (bundle load); the bench worker puts the first \`InferenceSession.create\` at ${ms(session)} and a second one at ${ms(t.phases.session2?.median)}, against ${ms(t.phases.read?.median)} to read every bundle object and ${ms(t.phases.hash?.median)} to hash them.${coldStartVariants(t)} Goal of issue 13: first token within 300 ms.`,
+      `- **A cold isolate's first token: ${ms(s0.ttftCold.median)} on a new instance (origin 0 ms); goal of issue 13: within 300 ms, ${met ? 'met' : 'missed'}.** Of it, ${ms(s0.bundleLoad.median)} until the response headers (bundle load) and ${ms(s0.prefillCold.median)} from the role chunk to the first token (rows wave + prefill). The bench worker splits the load: onnxruntime's start takes ${ms(phase('runtime'))} (the edge worker runs it at module scope: here it falls in the instance's start, not in the first request; in production in the isolate's start, which the first request may itself cause), the first \`InferenceSession.create\` of compute.ort after it ${ms(phase('session'))} against ${ms(phase('session2'))} for a second one, the first 32-token prefill ${ms(phase('prefill'))} against ${ms(phase('prefill2'))} for the same again, reading every bundle object ${ms(phase('read'))} and hashing them ${ms(phase('hash'))}.${coldStartVariants(t)}${met ? '' : ` What stands in the way is onnxruntime's first load and first run of the graph (the first create and the first prefill, each well above its repeat: one-time work in the wasm, not its instantiation).`}`,
     );
   }
   if (h) {
@@ -941,7 +976,7 @@ export function renderSvg(all: AllResults): string {
     panels.push(
       barChart(
         '4. Scale models: isolate heap after serving vs table size',
-        'MiB (V8 heap used + ArrayBuffers incl. wasm memory)',
+        'MiB (V8 heap used + ArrayBuffers, without wasm memory)',
         ['isolate heap'],
         c.instances.map((i) => ({
           label: `${mb(i.tableBytes)} MiB tables · ${i.setting}`,

@@ -1,7 +1,9 @@
 /**
  * Load: concurrent streams on one isolate ("A public endpoint you can deploy"). The edge worker
- * runs in workerd, one Miniflare instance (one process, one isolate) per admission setting: "off"
- * lets every request generate at once, "on" keeps the worker's defaults. For each concurrency C,
+ * runs in workerd, one Miniflare instance (one process, one isolate) per setting: "off" lets every
+ * request generate at once with every decode step its own session.run (MAX_DECODE_BATCH=1),
+ * "off, batched" the same with continuous batching (src/engine/step-batcher.ts, the default
+ * MAX_DECODE_BATCH), "on" keeps the worker's defaults. For each concurrency C,
  * C greedy streaming completions are sent in the same tick and timed in the client: time to the
  * first token, the gaps between tokens, the tokens generated and the HTTP status. Requests refused
  * by admission control (429 or 503) are counted as rejections, apart from errors. Everything is
@@ -23,6 +25,8 @@ import { launchAll, processMemory, seedR2, type Launched } from '../lib/worker.t
 const ADMISSION_VARS = { MAX_ACTIVE_GENERATIONS: 'maxActive', MAX_QUEUED_GENERATIONS: 'maxQueued', QUEUE_WAIT_MS: 'queueWaitMs' } as const;
 /** "Off": so many generations may run at once that none is queued or refused. */
 const ADMISSION_OFF: Record<string, string> = { MAX_ACTIVE_GENERATIONS: '1000000' };
+/** Every decode step its own session.run (src/engine/step-batcher.ts not used). */
+const UNBATCHED: Record<string, string> = { MAX_DECODE_BATCH: '1' };
 /** Statuses of a request refused by admission control: rejections, not errors. */
 const REJECTED = new Set([429, 503]);
 
@@ -31,7 +35,7 @@ const CONCURRENCY = [1, 4, 16, 64];
 const PROMPTS = 8;
 const PROMPT_TOKENS = 64;
 
-export type AdmissionId = 'off' | 'on';
+export type AdmissionId = 'off' | 'off-batched' | 'on';
 
 export interface AdmissionSetting {
   id: AdmissionId;
@@ -67,6 +71,8 @@ export interface BatchRecord {
   tokensPerSecond: number;
   /** Largest workerd RSS sampled during the batch (bytes). */
   peakRss: number;
+  /** Batched decode runs during the batch and the steps they ran (the worker's /metrics). */
+  decodeBatches?: { runs: number; rows: number };
   streams: StreamRecord[];
 }
 
@@ -96,6 +102,8 @@ export interface LoadCell {
   /** How fast refused requests were answered (request issued → response ended). */
   rejectMs: { min: number; p50: number; max: number; n: number };
   tokensPerStream: number;
+  /** Decode steps per batched session.run, from the worker's /metrics over the cell's batches (NaN when none ran batched). */
+  meanDecodeBatch?: number;
   peakRss: number;
   errorSamples: string[];
   batches: BatchRecord[];
@@ -111,6 +119,8 @@ export interface LoadResult {
   prompts: number;
   request: Record<string, unknown>;
   settings: AdmissionSetting[];
+  /** MAX_DECODE_BATCH of the batched settings ("off, batched" and "on"): wrangler.toml's [vars], else the built-in default. */
+  decodeBatch?: { value: string; from: 'wrangler.toml' | 'built-in' };
   /** The admission settings "on" ran with: wrangler.toml's [vars], else the worker's built-in defaults. */
   onDefaults: Record<string, { value: string; from: 'wrangler.toml' | 'built-in' }>;
   /** Whether the bundled edge worker mentions each admission setting (if not, "on" and "off" are the same worker). */
@@ -137,9 +147,14 @@ export async function runLoad(ctx: Context): Promise<LoadResult> {
   const prompts = await promptSet(ctx);
   const seed = await seedR2(script, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const settings: AdmissionSetting[] = [
-    { id: 'off', label: 'off', overrides: ADMISSION_OFF },
-    { id: 'on', label: 'on (defaults)', overrides: {} },
+    { id: 'off', label: 'off, unbatched', overrides: { ...ADMISSION_OFF, ...UNBATCHED } },
+    { id: 'off-batched', label: 'off, batched', overrides: ADMISSION_OFF },
+    { id: 'on', label: 'on (defaults, batched)', overrides: {} },
   ];
+  const decodeBatch: LoadResult['decodeBatch'] =
+    ctx.vars.MAX_DECODE_BATCH !== undefined
+      ? { value: ctx.vars.MAX_DECODE_BATCH, from: 'wrangler.toml' }
+      : { value: String(DEFAULT_SETTINGS.maxDecodeBatch), from: 'built-in' };
   const onDefaults: LoadResult['onDefaults'] = {};
   for (const [name, field] of Object.entries(ADMISSION_VARS)) {
     const set = ctx.vars[name];
@@ -215,6 +230,7 @@ export async function runLoad(ctx: Context): Promise<LoadResult> {
       settings,
       onDefaults,
       admissionInWorker,
+      decodeBatch,
       streamTimeoutMs,
       budgetMs,
       stoppedEarly,
@@ -277,6 +293,7 @@ async function batch(
   timeoutMs: number,
   round: number,
 ): Promise<RawBatch> {
+  const counted = await decodeBatchCounters(w.url);
   let peakRss = w.pid ? (processMemory(w.pid)?.rss ?? NaN) : NaN;
   const sampler = setInterval(() => {
     const rss = w.pid ? processMemory(w.pid)?.rss : undefined;
@@ -292,7 +309,9 @@ async function batch(
     );
     const wallMs = performance.now() - t0;
     const tokens = streams.reduce((n, s) => n + s.tokens, 0);
-    return { round, wallMs, tokens, tokensPerSecond: tokens / (wallMs / 1000), peakRss, streams };
+    const after = await decodeBatchCounters(w.url);
+    const decodeBatches = { runs: after.runs - counted.runs, rows: after.rows - counted.rows };
+    return { round, wallMs, tokens, tokensPerSecond: tokens / (wallMs / 1000), peakRss, streams, decodeBatches };
   } finally {
     clearInterval(sampler);
   }
@@ -304,6 +323,14 @@ interface Timed extends Omit<StreamRecord, 'prompt'> {
 }
 
 type RawBatch = Omit<BatchRecord, 'streams'> & { streams: (Timed & { prompt: number })[] };
+
+/** The worker's batched decode runs and the steps in them so far (GET /metrics; 0 when it has no such counters). */
+async function decodeBatchCounters(url: string): Promise<{ runs: number; rows: number }> {
+  const r = await requestJson(url, '/metrics').catch(() => null);
+  const text = typeof r?.json === 'string' ? r.json : '';
+  const value = (name: string) => Number(text.match(new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+(\\S+)`, 'm'))?.[1] ?? 0);
+  return { runs: value('flexmem_decode_batches_total'), rows: value('flexmem_decode_batch_rows_total') };
+}
 
 /** A streamed completion that always resolves: status, outcome and the arrival of every token. */
 function timedStream(baseUrl: string, body: Record<string, unknown>, timeoutMs: number): Promise<Timed> {
@@ -435,6 +462,8 @@ function aggregate(concurrency: number, admission: AdmissionId, batches: RawBatc
     ),
     rejectMs: { min: quantile(rejectMs, 0), p50: quantile(rejectMs, 0.5), max: quantile(rejectMs, 1), n: rejectMs.length },
     tokensPerStream: median(ok.map((s) => s.tokens)),
+    meanDecodeBatch:
+      batches.reduce((n, b) => n + (b.decodeBatches?.rows ?? 0), 0) / batches.reduce((n, b) => n + (b.decodeBatches?.runs ?? 0), 0),
     peakRss: Math.max(...batches.map((b) => b.peakRss)),
     errorSamples: [...new Set(streams.filter((s) => s.error).map((s) => s.error!))].slice(0, 3),
     // Stored without the arrival times (the pooled quantiles above keep what they say).

@@ -1,16 +1,17 @@
 /**
- * Issue 6, item 6: time to first token on a cold isolate (a new Miniflare instance, so a new
- * workerd process), with the origin at local speed and 20 ms away, and what it is made of:
- * instance start, first request on the isolate, bundle load (pointer, manifest, graph and
- * tokenizer reads, sha256, ORT session), the prompt's first origin reads, and the prefill.
- * The bundle load is split further by the bench worker, one phase per request on a fresh isolate.
+ * Issue 6, item 6 and issue 13: time to first token on a cold isolate (a new Miniflare instance,
+ * so a new workerd process), with the origin at local speed and 20 ms away, and what it is made
+ * of: instance start (which includes onnxruntime's start: the edge worker runs it at module scope,
+ * workers/runtime-warm-up.ts), first request on the isolate, bundle load (pointer, manifest, graph
+ * and tokenizer reads, sha256, ORT session), the prompt's first origin reads, and the prefill.
+ * The bundle load is split further by the bench worker, one phase per request on a fresh isolate
+ * that has not started onnxruntime, so the runtime's start is a phase of its own.
  */
 import { requestJson, streamCompletion, type StreamResult } from '../lib/client.ts';
 import type { Context } from '../lib/context.ts';
 import { IsolateInspector } from '../lib/inspector.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { optimizeGraph } from '../../cli/optimize-graph.ts';
 import { pairedRatio, shuffled, summarize, type Summary } from '../lib/stats.ts';
 import { launchWorker, processMemory, seedR2 } from '../lib/worker.ts';
 
@@ -38,6 +39,13 @@ export interface TtftResult {
    * timed in the worker: create ms, decode ms per step, paired ratios against the graph as served,
    * and the largest |logit difference| from it.
    */
+  /**
+   * The first request's onnxruntime work before compute.ort and the module-scope start (a fresh
+   * bench worker: compute.onnx with onnxruntime's defaults as the isolate's first session, then
+   * the first prefill) against now (the runtime started first, then compute.ort with
+   * sessionOptionsFor, then the first prefill), on instances of the same repetition.
+   */
+  before?: { session: Summary; prefill: Summary; sessionRatio: number; prefillRatio: number; firstRequestRatio: number };
   sessionVariants?: {
     name: string;
     graphBytes: number;
@@ -51,11 +59,11 @@ export interface TtftResult {
 
 /** How a graph can be shipped and loaded: the served graph with onnxruntime's defaults first (the yardstick). */
 const SESSION_VARIANTS = [
-  { name: 'compute.onnx, onnxruntime defaults (as served)', graph: 'onnx', options: 'default' },
+  { name: 'compute.onnx, onnxruntime defaults (as served before compute.ort)', graph: 'onnx', options: 'default' },
   { name: 'compute.onnx, graph optimization disabled', graph: 'onnx', options: 'disabled' },
-  { name: 'optimized at build (ORT format, extended), optimization disabled', graph: 'ort', options: 'disabled' },
+  { name: 'compute.ort (optimized at build, extended), optimization disabled, no prepacking', graph: 'ort', options: 'no-prepacking' },
   {
-    name: 'optimized at build (ORT format), sessionOptionsFor: optimization disabled, no prepacking',
+    name: 'compute.ort with sessionOptionsFor: optimization disabled, prepacking on (as served)',
     graph: 'ort',
     options: 'build-optimized',
   },
@@ -79,10 +87,11 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
   const edgeSeed = await seedR2(edge, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const benchSeed = await seedR2(bench, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const runs: ColdStart[] = [];
-  const servedGraph = readFileSync(join(demo.dir, demo.manifest.objects.compute.path));
+  const optimized = demo.manifest.objects.computeOptimized;
+  if (!optimized) throw new Error(`the demo bundle ${demo.dir} has no compute.ort (built with optimizedGraph false?)`);
   const graphs: Record<'onnx' | 'ort', Uint8Array<ArrayBuffer>> = {
-    onnx: new Uint8Array(servedGraph),
-    ort: new Uint8Array(await optimizeGraph(servedGraph)),
+    onnx: new Uint8Array(readFileSync(join(demo.dir, demo.manifest.objects.compute.path))),
+    ort: new Uint8Array(readFileSync(join(demo.dir, optimized.path))),
   };
   const variantRuns = SESSION_VARIANTS.map(() => ({ createMs: [] as number[], stepMs: [] as number[], maxLogitDiff: 0 }));
   const phaseTimes: Record<string, number[]> = {
@@ -90,8 +99,11 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     read: [],
     hash: [],
     tokenizer: [],
+    runtime: [],
     session: [],
     session2: [],
+    prefill: [],
+    prefill2: [],
   };
   const phaseRss: Record<string, number[]> = {
     ready: [],
@@ -99,6 +111,7 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     'after 200 decode steps': [],
   };
   const phaseHeap: Record<string, number[]> = Object.fromEntries(Object.keys(phaseRss).map((k) => [k, [] as number[]]));
+  const beforeTimes = { session: [] as number[], prefill: [] as number[] };
   const rss = (pid: number | null) => (pid ? (processMemory(pid)?.rss ?? NaN) / 2 ** 20 : NaN);
   for (let rep = 0; rep < reps; rep++) {
     for (const latencyMs of rep % 2 ? [20, 0] : [0, 20]) {
@@ -116,6 +129,16 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
         await w.dispose();
       }
     }
+    const old = await launchWorker({ scriptDir: bench, seed: benchSeed });
+    try {
+      for (const phase of ['read', 'session', 'prefill'] as const) {
+        const r = await requestJson(old.url, '/phase', { model: 'flex', phase, graph: 'compute' });
+        if (r.status !== 200) throw new Error(`bench worker /phase ${phase} (compute.onnx): ${JSON.stringify(r.json)}`);
+        if (phase !== 'read') beforeTimes[phase].push(r.ms);
+      }
+    } finally {
+      await old.dispose();
+    }
     const b = await launchWorker({ scriptDir: bench, seed: benchSeed, inspect: true });
     const inspector = b.inspectorPort ? await IsolateInspector.connect(b.inspectorPort).catch(() => null) : null;
     const record = async (phase: string) => {
@@ -127,7 +150,7 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
       await record('ready');
       phaseTimes['first request (no bundle)'].push((await requestJson(b.url, '/clock?spin=0')).ms);
       await record('first request (no bundle)');
-      for (const phase of ['read', 'hash', 'tokenizer', 'session', 'session2'] as const) {
+      for (const phase of ['read', 'hash', 'tokenizer', 'runtime', 'session', 'session2', 'prefill', 'prefill2'] as const) {
         const r = await requestJson(b.url, '/phase', { model: 'flex', phase });
         if (r.status !== 200) throw new Error(`bench worker /phase ${phase}: ${JSON.stringify(r.json)}`);
         phaseTimes[phase].push(r.ms);
@@ -196,5 +219,27 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     stepRatio: pairedRatio(variantRuns[i].stepMs, variantRuns[0].stepMs),
     maxLogitDiff: variantRuns[i].maxLogitDiff,
   }));
-  return { suite: 'ttft', reps, promptTokens, runs, summary, phases, phaseRss: rssSummary, phaseHeap: heapSummary, sessionVariants };
+  const firstRequest = (session: number[], prefill: number[]) => session.map((v, i) => v + prefill[i]);
+  const before = {
+    session: summarize(beforeTimes.session),
+    prefill: summarize(beforeTimes.prefill),
+    sessionRatio: pairedRatio(phaseTimes.session, beforeTimes.session),
+    prefillRatio: pairedRatio(phaseTimes.prefill, beforeTimes.prefill),
+    firstRequestRatio: pairedRatio(
+      firstRequest(phaseTimes.session, phaseTimes.prefill),
+      firstRequest(beforeTimes.session, beforeTimes.prefill),
+    ),
+  };
+  return {
+    suite: 'ttft',
+    reps,
+    promptTokens,
+    runs,
+    summary,
+    phases,
+    phaseRss: rssSummary,
+    phaseHeap: heapSummary,
+    before,
+    sessionVariants,
+  };
 }

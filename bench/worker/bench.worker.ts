@@ -14,10 +14,15 @@
  *                        'yield' (await setTimeout(0), as the generation loop does once per token)
  *   POST /phase          {model, phase}: one phase of loading a bundle on a fresh isolate, so a
  *                        cold start can be split from the client: 'read' (pointer, manifest,
- *                        graph, tokenizer), 'hash' (sha256 of graph + tokenizer), 'tokenizer'
- *                        (parse tokenizer.json), 'session' (first
- *                        InferenceSession: wasm instantiation + graph), 'session2' (a second one),
- *                        'steps' (prefill 32 + the rest of `ids` as decode steps on the first session).
+ *                        graph, tokenizer; the graph the edge worker loads: compute.ort when the
+ *                        bundle has it), 'hash' (sha256 of graph + tokenizer), 'tokenizer'
+ *                        (parse tokenizer.json), 'runtime' (onnxruntime's start: one session over
+ *                        the warm-up graph, workers/runtime-warm-up.ts, which the edge worker runs
+ *                        at module scope), 'session' (the first InferenceSession of the graph, with
+ *                        sessionOptionsFor), 'session2' (a second one), 'prefill' (a 32-token
+ *                        prefill on the first session: its kernels' first run), 'prefill2' (the
+ *                        same again), 'steps' (prefill 32 + the rest of `ids` as decode steps on the
+ *                        first session).
  *                        These are the serving core's loading steps taken apart on purpose, to
  *                        time each; every other route serves through the core itself.
  */
@@ -36,6 +41,7 @@ import { Random } from '../../src/util/random.ts';
 import { sha256Hex } from '../../src/util/sha256.ts';
 import { sessionOptionsFor } from '../../src/serving/session-options.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
+import { warmUpRuntime } from '../../workers/runtime-warm-up.ts';
 import { R2Store } from '../../workers/r2-store.ts';
 import { runLookups, runSteps, zeroRows } from '../lib/steps.ts';
 
@@ -55,9 +61,10 @@ function servingCore(env: Env): ServingCore {
   const ort = onnxRuntime();
   core ??= createServingCore({
     origin: new R2Store(env.BUNDLES, ''),
-    createSession: (graph) => ort.InferenceSession.create(graph),
+    createSession: (graph) => ort.InferenceSession.create(graph, sessionOptionsFor(graph)),
     Tensor: ort.Tensor,
     settings: {
+      graph: 'optimized',
       hierarchy: { isolateBytes: 2 ** 31, hotSetBytes: 2 ** 31, pageBytes: 32 << 10, originConcurrency: 6, coalesceGapBytes: 0 },
     },
   });
@@ -165,7 +172,13 @@ export default {
         const graph = new Uint8Array(await request.arrayBuffer());
         const variant = url.searchParams.get('options') ?? 'default';
         const options: InferenceSession.SessionOptions =
-          variant === 'build-optimized' ? sessionOptionsFor(graph) : variant === 'disabled' ? { graphOptimizationLevel: 'disabled' } : {};
+          variant === 'build-optimized'
+            ? sessionOptionsFor(graph)
+            : variant === 'no-prepacking'
+              ? { graphOptimizationLevel: 'disabled', extra: { session: { disable_prepacking: '1' } } }
+              : variant === 'disabled'
+                ? { graphOptimizationLevel: 'disabled' }
+                : {};
         const t0 = performance.now();
         const session = await onnxRuntime().InferenceSession.create(graph, options);
         const createMs = performance.now() - t0;
@@ -186,16 +199,20 @@ export default {
       if (url.pathname === '/phase') {
         const body = (await request.json()) as {
           model: string;
-          phase: 'read' | 'hash' | 'tokenizer' | 'session' | 'session2' | 'steps';
+          phase: 'read' | 'hash' | 'tokenizer' | 'runtime' | 'session' | 'session2' | 'prefill' | 'prefill2' | 'steps';
           ids?: number[];
+          /** 'compute': read compute.onnx even when the bundle has compute.ort (the graph served before it). */
+          graph?: 'compute';
         };
         if (body.phase === 'read') {
           const pointer = JSON.parse(new TextDecoder().decode(await getBytes(env, pointerKey(body.model)))) as { version: string };
           const manifest = parseManifest(
             JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(pointer.version, 'manifest.json')))),
           );
+          const { compute, computeOptimized } = manifest.objects;
+          const graphRef = body.graph === 'compute' ? compute : (computeOptimized ?? compute);
           const [graph, tokenizer] = await Promise.all([
-            getBytes(env, bundleKey(pointer.version, manifest.objects.compute.path)),
+            getBytes(env, bundleKey(pointer.version, graphRef.path)),
             getBytes(env, bundleKey(pointer.version, manifest.objects.tokenizer.path)),
           ]);
           phases.set(body.model, { manifest, graph, tokenizer, sessions: [] });
@@ -212,7 +229,17 @@ export default {
           return Response.json({ checksum: await runSteps(decoder, { ids, prefill: 32, steps: ids.length - 32 }) });
         }
         if (body.phase === 'hash') return Response.json({ hashes: [await sha256Hex(state.graph), await sha256Hex(state.tokenizer)] });
-        state.sessions.push(await onnxRuntime().InferenceSession.create(state.graph));
+        if (body.phase === 'runtime') {
+          await warmUpRuntime(onnxRuntime());
+          return Response.json({ runtime: 'started' });
+        }
+        if (body.phase === 'prefill' || body.phase === 'prefill2') {
+          const rows = state.manifest.tables ? zeroRows(state.manifest.tables.layout.rowValues) : null;
+          const decoder = new Decoder({ session: state.sessions[0], Tensor: onnxRuntime().Tensor, config: state.manifest.config, rows });
+          const ids = Array.from({ length: 32 }, (_, i) => (i * 37 + 5) % state.manifest.config.vocab_size);
+          return Response.json({ logits: (await decoder.step(decoder.start(), ids)).length });
+        }
+        state.sessions.push(await onnxRuntime().InferenceSession.create(state.graph, sessionOptionsFor(state.graph)));
         return Response.json({ sessions: state.sessions.length });
       }
       return new Response('not found', { status: 404 });

@@ -16,15 +16,17 @@ export function registerEval(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (dir: string, opts: { text: string; reference?: boolean; json?: boolean; windows?: number }) => {
       if (!existsSync(opts.text)) throw new InputError(`text file not found: ${opts.text}`);
-      const { tokenizer, decoder, manifest } = await openLocalBundle(dir, opts.reference ? 'reference' : 'compute');
+      const { tokenizer, decoder, manifest } = await openLocalBundle(dir, opts.reference ? 'reference' : 'optimized');
       const ids = tokenizer.encode(readFileSync(opts.text, 'utf8'));
       if (ids.length < 2) throw new InputError(`${opts.text} has fewer than 2 tokens; nothing to predict`);
       const result = await perplexity(decoder, ids, { maxWindows: opts.windows });
       const dtype = manifest.tables?.layout.dtype ?? 'none';
-      if (opts.json) console.log(JSON.stringify({ bundle: manifest.version, tables: dtype, ...result }));
+      // reference.onnx is always f32 (the oracle); compute.onnx is what the manifest says.
+      const compute = opts.reference ? 'f32' : (manifest.computeDtype ?? 'f32');
+      if (opts.json) console.log(JSON.stringify({ bundle: manifest.version, compute, tables: dtype, ...result }));
       else
         console.log(
-          `perplexity ${result.perplexity.toFixed(4)} over ${result.predictedTokens} tokens in ${result.windows} windows (bundle ${manifest.version}, ${dtype} tables)`,
+          `perplexity ${result.perplexity.toFixed(4)} over ${result.predictedTokens} tokens in ${result.windows} windows (bundle ${manifest.version}, ${compute} compute, ${dtype} tables)`,
         );
     });
 }

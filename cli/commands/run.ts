@@ -26,7 +26,7 @@ export function registerRun(program: Command): void {
     .option('--seed <n>', 'random seed', integerAtLeast(0), 0)
     .option('--reference', 'run reference.onnx instead of compute.onnx + tables')
     .action(async (dir: string, opts: RunOptions) => {
-      const { core, bundle, tokenizer } = await openLocalBundle(dir, opts.reference ? 'reference' : 'compute');
+      const { core, bundle, tokenizer } = await openLocalBundle(dir, opts.reference ? 'reference' : 'optimized');
       const promptIds = tokenizer.encode(opts.prompt);
       if (promptIds.length === 0) throw new InputError('the prompt is empty');
       // Ctrl-C stops the generation the way a client disconnect stops the worker's.

@@ -195,6 +195,7 @@ function objectsOf(manifest: BundleManifest): (ObjectRef & BundleObject)[] {
   const { objects, tables, overrides, lens } = manifest;
   return [
     objects.compute,
+    ...(objects.computeOptimized ? [objects.computeOptimized] : []),
     objects.tokenizer,
     ...(objects.reference ? [objects.reference] : []),
     ...(tables ? [...tables.shards, tables.checksums] : []),

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { InputError } from '../errors.ts';
 import { parseConfig, type ModelConfig } from '../model/config.ts';
+import { COMPUTE_DTYPES, type ComputeDtype } from '../model/quantize.ts';
 import { LENS_FORMAT } from '../inspect/lens-format.ts';
 import { sha256Hex } from '../util/sha256.ts';
 import { TABLE_DTYPES, type RowLayout } from './row-codec.ts';
@@ -47,7 +48,13 @@ const ManifestSchema = z.object({
   format: z.literal(BUNDLE_FORMAT),
   version: z.string(),
   config: z.unknown(),
-  objects: z.object({ compute: ObjectRefSchema, tokenizer: ObjectRefSchema, reference: ObjectRefSchema.optional() }),
+  computeDtype: z.enum(COMPUTE_DTYPES).optional(),
+  objects: z.object({
+    compute: ObjectRefSchema,
+    computeOptimized: ObjectRefSchema.optional(),
+    tokenizer: ObjectRefSchema,
+    reference: ObjectRefSchema.optional(),
+  }),
   tables: z
     .object({
       layout: z.object({
@@ -79,7 +86,19 @@ export interface BundleManifest {
   format: typeof BUNDLE_FORMAT;
   version: string;
   config: ModelConfig;
-  objects: { compute: ObjectRef; tokenizer: ObjectRef; reference?: ObjectRef };
+  /** The dtype of the compute graph's matrix weights (src/model/quantize.ts); absent (older bundles) is f32. */
+  computeDtype?: ComputeDtype;
+  objects: {
+    compute: ObjectRef;
+    /**
+     * The compute graph optimized at build time for onnxruntime's CPU kernels, in ORT format
+     * (cli/optimize-graph.ts); what the worker and the CLI load when present. Absent in bundles
+     * built before it existed.
+     */
+    computeOptimized?: ObjectRef;
+    tokenizer: ObjectRef;
+    reference?: ObjectRef;
+  };
   /** Null for a model without memory layers. */
   tables: { layout: RowLayout; shards: TableShard[]; checksums: RowChecksumsRef } | null;
   /** The checkpoint's Jinja chat template (tokenizer_config.json), if it has one. */
@@ -101,7 +120,10 @@ export async function versionId(manifest: Omit<BundleManifest, 'version'>): Prom
   const served = {
     format: manifest.format,
     config: manifest.config,
+    // Absent and f32 mean the same graph, so they hash the same; the graph's own hash differs anyway.
+    computeDtype: manifest.computeDtype === 'f32' ? undefined : manifest.computeDtype,
     compute: manifest.objects.compute,
+    computeOptimized: manifest.objects.computeOptimized,
     tokenizer: manifest.objects.tokenizer,
     tables: manifest.tables,
     chatTemplate: manifest.chatTemplate,

@@ -8,11 +8,16 @@ import type { RowSource } from '../bundle/row-source.ts';
 import { InputError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { GRAPH_IO } from '../model/graph-io.ts';
+import { unpaddedMask } from './attention-mask.ts';
+import type { Seat, StepBatcher } from './step-batcher.ts';
 
 /** A sequence being decoded: its KV cache and length. */
 export interface DecoderState {
   length: number;
+  /** Its own KV cache; empty while `seat` is set. */
   past: Record<string, Tensor>;
+  /** Set while the cache lives in a row of a batch of decode steps (src/engine/step-batcher.ts). */
+  seat?: Seat;
 }
 
 /** What the decoder needs of an onnxruntime session (node or web). */
@@ -29,6 +34,11 @@ export interface DecoderParts {
   rows: RowSource | null;
   /** Milliseconds; inside a deployed Worker it advances only across I/O. */
   clock?: () => number;
+  /**
+   * Batches one-token steps with other decoders' on the same session; built for a graph that
+   * takes `attention_mask`. Without it every step is its own session.run.
+   */
+  batcher?: StepBatcher | null;
 }
 
 export class Decoder {
@@ -40,9 +50,11 @@ export class Decoder {
   private readonly rows: RowSource | null;
   private readonly clock: () => number;
   private readonly takesRows: boolean;
+  private readonly batcher: StepBatcher | null;
 
   constructor(parts: DecoderParts) {
     ({ session: this.session, Tensor: this.Tensor, config: this.config, rows: this.rows } = parts);
+    this.batcher = parts.batcher ?? null;
     this.clock = parts.clock ?? (() => performance.now());
     this.takesRows = this.session.inputNames.includes(GRAPH_IO.memoryRows);
     if (this.takesRows && !this.rows) throw new Error('this compute graph takes memory rows, but no row source was given');
@@ -71,19 +83,33 @@ export class Decoder {
     if (state.length + T > limit) {
       throw new InputError(`sequence of ${state.length + T} tokens exceeds the model's context of ${limit}`);
     }
+    let rows: Float32Array | null = null;
+    if (this.takesRows) {
+      const started = this.clock();
+      rows = await this.rows!.rows(tokenIds);
+      this.memoryWaitMs += this.clock() - started;
+    }
+    // A decode step joins the batch; a prompt (even of one token) runs alone, in this request's own
+    // context, through the session queue: a run started by another request's code could be
+    // stranded if that request ended first, and the n choices of a request fork the prompt's state,
+    // which must hold its own tensors (a batched state's live in its batch).
+    if (T === 1 && state.length > 0 && this.batcher) return this.batcher.decode(state, tokenIds[0], rows);
+    this.batcher?.materialize(state);
+    return this.run(state, tokenIds, rows);
+  }
+
+  /** One session.run of `tokenIds` after the sequence's own cache. */
+  private async run(state: DecoderState, tokenIds: readonly number[], rows: Float32Array | null): Promise<Float32Array> {
+    const T = tokenIds.length;
     const feeds: Record<string, Tensor> = { ...state.past };
+    Object.assign(feeds, unpaddedMask(this.session.inputNames, this.Tensor, 1, state.length + T));
     feeds[GRAPH_IO.inputIds] = new this.Tensor('int64', BigInt64Array.from(tokenIds, BigInt), [1, T]);
     feeds[GRAPH_IO.positionIds] = new this.Tensor(
       'int64',
       BigInt64Array.from(tokenIds, (_, i) => BigInt(state.length + i)),
       [1, T],
     );
-    if (this.takesRows) {
-      const started = this.clock();
-      const rows = await this.rows!.rows(tokenIds);
-      this.memoryWaitMs += this.clock() - started;
-      feeds[GRAPH_IO.memoryRows] = new this.Tensor('float32', rows, [1, T, this.rows!.rowValues]);
-    }
+    if (rows) feeds[GRAPH_IO.memoryRows] = new this.Tensor('float32', rows, [1, T, this.rows!.rowValues]);
     const out = await this.session.run(feeds);
     for (let l = 0; l < this.config.num_hidden_layers; l++) {
       state.past[GRAPH_IO.pastKey(l)] = out[GRAPH_IO.presentKey(l)];
@@ -91,5 +117,10 @@ export class Decoder {
     }
     state.length += T;
     return out[GRAPH_IO.logits].data as Float32Array;
+  }
+
+  /** The sequence will not step again: a batch stops waiting for it. */
+  finish(state: DecoderState): void {
+    this.batcher?.leave(state);
   }
 }

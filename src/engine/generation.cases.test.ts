@@ -16,6 +16,7 @@ function countingModel(context = 64, extra: Partial<GenerationModel> = {}) {
   const decoder = {
     config: { vocab_size: V, max_position_embeddings: context },
     start: (): DecoderState => ({ length: 0, past: {} }),
+    finish: () => {},
     async step(state: DecoderState, ids: readonly number[]) {
       const cached = (state.past as unknown as { length?: number }).length ?? 0;
       if (cached !== state.length) throw new Error(`KV cache of ${cached} tokens for a sequence of ${state.length}`);

@@ -13,6 +13,7 @@ function fakeModel() {
   const decoder = {
     config: { vocab_size: V, max_position_embeddings: 64 },
     start: (): DecoderState => ({ length: 0, past: {} }),
+    finish: () => {},
     async step(state: DecoderState, ids: readonly number[]) {
       steps[ids.length > 1 ? 'prefill' : 'decode']++;
       state.length += ids.length;

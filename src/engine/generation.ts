@@ -5,8 +5,9 @@
  * cancellation through one AbortSignal. It yields text deltas and returns why each choice finished.
  *
  * The n choices of a request share the prefill: each decodes its own copy of the KV cache (a step
- * replaces the state's tensors and never writes into them, so a shallow copy is a fork), and they
- * take turns a token at a time, so a stream interleaves them.
+ * replaces the state's tensors and never writes into them, so a shallow copy is a fork). Each
+ * round samples every live choice in index order (so a stream interleaves them), then steps them
+ * all at once, so a step batcher (src/engine/step-batcher.ts) runs them as one batch.
  */
 import { Random } from '../util/random.ts';
 import type { Decoder, DecoderState } from './decoder.ts';
@@ -149,6 +150,7 @@ export async function* generate(
   const end = (choice: Choice, reason: FinishReason): TextDelta => {
     const rest = choice.stops.push(choice.streamer.flush()) + choice.stops.flush();
     choice.finish = { finishReason: choice.stops.stopped ? 'stop' : reason, completionTokens: choice.completionTokens };
+    decoder.finish(choice.state);
     return delta(choice, rest);
   };
   // Released once: at the end, or as soon as the signal aborts. After a disconnect workerd
@@ -163,11 +165,12 @@ export async function* generate(
   };
   counters.active++;
   signal?.addEventListener('abort', release);
+  let choices: Choice[] = [];
   try {
     const prefill = decoder.start();
     const logits = (await decoder.step(prefill, request.promptIds)).subarray((request.promptIds.length - 1) * V);
     const promptIds = new Set(request.promptIds);
-    const choices: Choice[] = Array.from({ length: request.n ?? 1 }, (_, index) => ({
+    choices = Array.from({ length: request.n ?? 1 }, (_, index) => ({
       index,
       state: { length: prefill.length, past: { ...prefill.past } },
       logits,
@@ -183,6 +186,7 @@ export async function* generate(
     }));
     let live = choices;
     while (live.length > 0) {
+      const feeding: { choice: Choice; id: number }[] = [];
       for (const choice of live) {
         if (signal?.aborted) {
           yield end(choice, 'stop');
@@ -211,14 +215,28 @@ export async function* generate(
           yield end(choice, 'length');
           continue;
         }
+        feeding.push({ choice, id });
+      }
+      if (feeding.length > 0) {
         await yieldToEventLoop();
-        choice.logits = await decoder.step(choice.state, [id]);
-        if (request.fedRowTier) choice.pendingRows.push({ position: choice.completionTokens - 1, tier: request.fedRowTier() });
+        if (request.fedRowTier) {
+          // The tier of a fed row is read from the request's tier counts around its step: one step at a time.
+          for (const { choice, id } of feeding) {
+            choice.logits = await decoder.step(choice.state, [id]);
+            choice.pendingRows.push({ position: choice.completionTokens - 1, tier: request.fedRowTier() });
+          }
+        } else {
+          const logits = await Promise.all(feeding.map(({ choice, id }) => decoder.step(choice.state, [id])));
+          feeding.forEach(({ choice }, i) => {
+            choice.logits = logits[i];
+          });
+        }
       }
       live = live.filter((c) => c.finish === null);
     }
     return { choices: choices.map((c) => c.finish!) };
   } finally {
+    for (const choice of choices) decoder.finish(choice.state);
     signal?.removeEventListener('abort', release);
     release();
   }

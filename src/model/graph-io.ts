@@ -3,6 +3,12 @@ export const GRAPH_IO = {
   inputIds: 'input_ids',
   positionIds: 'position_ids',
   memoryRows: 'memory_rows',
+  /**
+   * [batch, past + seq] int64: 1 for a real position, 0 for padding (a batch of sequences of
+   * different lengths, src/engine/step-batcher.ts). Graphs built before it lack it; feed it only
+   * when `session.inputNames` has it.
+   */
+  attentionMask: 'attention_mask',
   pastKey: (l: number) => `past_key_values.${l}.key`,
   pastValue: (l: number) => `past_key_values.${l}.value`,
   logits: 'logits',

@@ -20,8 +20,10 @@
  * Transpose node; everything else keeps the checkpoint's name and layout.
  */
 import { GraphBuilder } from '../onnx/graph-builder.ts';
+import { ComputeWeights } from './compute-weights.ts';
 import { memoryKindOf, memorySlices, rowWidth, type ModelConfig } from './config.ts';
 import { GRAPH_IO } from './graph-io.ts';
+import type { ComputeDtype } from './quantize.ts';
 import { checkpointTensors } from './tensors.ts';
 
 /** Source of checkpoint tensors, already checked against checkpointTensors(config). */
@@ -40,10 +42,15 @@ class ModelGraph {
     name: string,
     readonly config: ModelConfig,
     private readonly weights: WeightSource,
+    computeDtype: ComputeDtype = 'f32',
   ) {
     this.g = new GraphBuilder(name);
     this.shapes = new Map(checkpointTensors(config).map((t) => [t.name, t.shape]));
+    this.quantized = computeDtype === 'f32' ? null : new ComputeWeights(this.g, computeDtype, this.weights, (n) => this.shapeOf(n));
   }
+
+  /** Matrix weights in another dtype than f32 (src/model/compute-weights.ts); null for f32. */
+  private readonly quantized: ComputeWeights | null;
 
   /** A checkpoint tensor as an initializer, under its own name, added on first use. */
   weight(name: string): string {
@@ -53,6 +60,7 @@ class ModelGraph {
 
   /** y = x · Wᵀ for a checkpoint Linear weight W [out, in]. */
   linear(x: string, name: string): string {
+    if (this.quantized) return this.quantized.linear(x, name);
     const transposedName = `${name}.T`;
     if (!this.g.hasInitializer(transposedName)) {
       const [out, inp] = this.shapeOf(name);
@@ -62,6 +70,12 @@ class ModelGraph {
       this.g.initializer(transposedName, wt, [inp, out]);
     }
     return this.g.matmul(x, transposedName);
+  }
+
+  /** E[ids] for the token embedding E [V, d]: [..., d]. */
+  embed(ids: string): string {
+    const name = 'model.embed_tokens.weight';
+    return this.quantized ? this.quantized.embed(ids, name) : this.g.gather(this.weight(name), ids);
   }
 
   private shapeOf(name: string): number[] {
@@ -112,17 +126,22 @@ class ModelGraph {
   }
 
   /**
-   * Additive causal mask [T, S]: query i (absolute index P + i) sees key j iff j <= P + i.
-   * P is read from the past cache's shape, so prefill (P = 0) and decode share one graph.
+   * Additive mask [B, 1, 1, T, S] (broadcast over kv heads and groups): query i (absolute index
+   * P + i) of row b sees key j iff j <= P + i and attentionMask[b, j] is 1. P is read from the past
+   * cache's shape, so prefill (P = 0) and decode share one graph. The padding mask only chooses
+   * between the same two constants, so a row without padding gets exactly the mask it got before
+   * the input existed (0 or -inf), and its logits are bit-identical.
    */
-  causalMask(inputIds: string, pastKey: string): string {
+  causalMask(inputIds: string, pastKey: string, attentionMask: string): string {
     const g = this.g;
     const past = g.dim(pastKey, 2);
     const total = g.add(past, g.dim(inputIds, 1));
     const one = g.constInt64([1], []);
     const queryIndex = g.node('Range', [past, total, one]); // [T]
     const keyIndex = g.node('Range', [g.constInt64([0], []), total, one]); // [S]
-    const visible = g.node('LessOrEqual', [g.unsqueeze(keyIndex, [0]), g.unsqueeze(queryIndex, [1])]); // [T, S]
+    const causal = g.node('LessOrEqual', [g.unsqueeze(keyIndex, [0]), g.unsqueeze(queryIndex, [1])]); // [T, S]
+    const real = g.unsqueeze(g.cast(attentionMask, 'bool'), [1, 2, 3]); // bool [B, 1, 1, 1, S]
+    const visible = g.node('And', [causal, real]); // [B, 1, 1, T, S]
     return g.node('Where', [visible, g.constFloat([0], []), g.constFloat([-Infinity], [])]);
   }
 
@@ -200,9 +219,10 @@ class ModelGraph {
   logits(x: string, inputIds: string): string {
     const g = this.g;
     const { hidden_size: d, vocab_size: V } = this.config;
-    const head = this.weight(this.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    const headName = this.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+    const head = this.quantized ? headName : this.weight(headName);
     const flat = g.reshape(this.rmsNorm(x, 'model.norm.weight'), [-1, d]); // [B·T, d]
-    const logits = g.node('Gemm', [flat, head], { transB: 1 }); // [B·T, V]
+    const logits = this.quantized ? this.quantized.head(flat, head) : g.node('Gemm', [flat, head], { transB: 1 }); // [B·T, V]
     const batchAndSeq = g.node('Shape', [inputIds]);
     return g.node('Reshape', [logits, g.concat([batchAndSeq, g.constInt64([V])], 0)]); // [B, T, V]
   }
@@ -227,8 +247,13 @@ interface StepIO {
 }
 
 /** One decoder step with a KV cache: the graph of compute.onnx (or reference.onnx). */
-export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, mode: MemoryMode): Uint8Array {
-  const m = new ModelGraph(mode === 'rows-input' ? 'flexmem_decoder' : 'flexmem_reference', config, weights);
+export function buildDecoderGraph(
+  config: ModelConfig,
+  weights: WeightSource,
+  mode: MemoryMode,
+  options: { computeDtype?: ComputeDtype } = {},
+): Uint8Array {
+  const m = new ModelGraph(mode === 'rows-input' ? 'flexmem_decoder' : 'flexmem_reference', config, weights, options.computeDtype);
   const g = m.g;
   const { num_key_value_heads: KV, head_dim: hd, vocab_size: V } = config;
   const L = config.num_hidden_layers;
@@ -243,9 +268,11 @@ export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, mo
     pastKeys.push(g.input(GRAPH_IO.pastKey(l), 'float', ['batch', KV, 'past', hd]));
     pastValues.push(g.input(GRAPH_IO.pastValue(l), 'float', ['batch', KV, 'past', hd]));
   }
-  const io: StepIO = { rope: m.rotaryTables(positionIds), mask: m.causalMask(inputIds, pastKeys[0]), pastKeys, pastValues };
+  const attentionMask = g.input(GRAPH_IO.attentionMask, 'int64', ['batch', 'total']);
+  const mask = m.causalMask(inputIds, pastKeys[0], attentionMask);
+  const io: StepIO = { rope: m.rotaryTables(positionIds), mask, pastKeys, pastValues };
 
-  const embedded = g.gather(m.weight('model.embed_tokens.weight'), inputIds); // E[t]: [B, T, d]
+  const embedded = m.embed(inputIds); // E[t]: [B, T, d]
   let x = embedded;
   const inspected: { memoryNorms: string[]; residualNorms: string[]; gateMeans: string[] } = {
     memoryNorms: [],

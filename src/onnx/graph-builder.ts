@@ -10,11 +10,17 @@ const { onnx } = onnxProto;
 /** ONNX opset the graphs target: ReduceMean still takes `axes` as an attribute here. */
 export const OPSET = 17;
 
-export type ElemType = 'float' | 'int64' | 'bool';
+/** onnxruntime's contrib operators (MatMulNBits, GatherBlockQuantized): imported only by a graph that uses one. */
+export const CONTRIB_DOMAIN = 'com.microsoft';
+
+export type ElemType = 'float' | 'int64' | 'bool' | 'float16' | 'uint8' | 'int32';
 const ELEM_TYPE: Record<ElemType, number> = {
   float: onnx.TensorProto.DataType.FLOAT,
   int64: onnx.TensorProto.DataType.INT64,
   bool: onnx.TensorProto.DataType.BOOL,
+  float16: onnx.TensorProto.DataType.FLOAT16,
+  uint8: onnx.TensorProto.DataType.UINT8,
+  int32: onnx.TensorProto.DataType.INT32,
 };
 
 /** A dimension: a fixed size or a symbolic name such as "batch". */
@@ -28,6 +34,7 @@ export class GraphBuilder {
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly used = new Map<string, number>();
+  private readonly domains = new Set<string>();
   private scopes: string[] = [];
 
   constructor(private readonly graphName: string) {}
@@ -72,6 +79,14 @@ export class GraphBuilder {
     return name;
   }
 
+  /** Adds a constant tensor of any element type from its little-endian bytes. */
+  rawInitializer(name: string, type: ElemType, bytes: Uint8Array, dims: number[]): string {
+    if (this.initializerNames.has(name)) throw new Error(`initializer ${name} added twice`);
+    this.initializers.push({ name, dims, dataType: ELEM_TYPE[type], rawData: bytes });
+    this.initializerNames.add(name);
+    return name;
+  }
+
   constFloat(values: number[], dims: number[] = [values.length]): string {
     return this.initializer(this.fresh('const'), Float32Array.from(values), dims);
   }
@@ -80,16 +95,20 @@ export class GraphBuilder {
     return this.initializer(this.fresh('const'), BigInt64Array.from(values.map(BigInt)), dims);
   }
 
-  /** Adds a node and returns the names of its outputs. */
-  nodeN(opType: string, inputs: string[], outputCount: number, attrs: Record<string, AttrValue> = {}): string[] {
+  /** Adds a node and returns the names of its outputs; `domain` for an operator outside the ONNX standard. */
+  nodeN(opType: string, inputs: string[], outputCount: number, attrs: Record<string, AttrValue> = {}, domain?: string): string[] {
     const name = this.fresh(opType);
     const outputs = Array.from({ length: outputCount }, (_, i) => (outputCount === 1 ? name : `${name}:${i}`));
-    this.nodes.push({ opType, input: inputs, output: outputs, name, attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) });
+    const attributes = Object.entries(attrs).map(([k, v]) => attribute(k, v));
+    // The field is left out for standard operators, so their nodes encode as they always did.
+    const node = { opType, input: inputs, output: outputs, name, attribute: attributes };
+    this.nodes.push(domain ? { ...node, domain } : node);
+    if (domain) this.domains.add(domain);
     return outputs;
   }
 
-  node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string {
-    return this.nodeN(opType, inputs, 1, attrs)[0];
+  node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, domain?: string): string {
+    return this.nodeN(opType, inputs, 1, attrs, domain)[0];
   }
 
   // Thin op helpers, so the model reads like math.
@@ -118,7 +137,7 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'flexmem',
-      opsetImport: [{ domain: '', version: OPSET }],
+      opsetImport: [{ domain: '', version: OPSET }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       graph: {
         name: this.graphName,
         node: this.nodes,

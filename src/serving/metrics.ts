@@ -46,6 +46,8 @@ export class Metrics {
     this.define('flexmem_cancelled_generations_total', 'counter', 'Generations stopped because the client went away.');
     this.define('flexmem_active_generations', 'gauge', 'Generations running in this isolate.');
     this.define('flexmem_queued_generations', 'gauge', 'Generations waiting for a slot in this isolate.');
+    this.define('flexmem_decode_batches_total', 'counter', 'Batched session.runs of decode steps (src/engine/step-batcher.ts).');
+    this.define('flexmem_decode_batch_rows_total', 'counter', 'Decode steps run in those batches (over the batches: the mean batch).');
     this.define('flexmem_model_version_info', 'gauge', 'The bundle version each model served last in this isolate (value 1).');
   }
 

@@ -6,7 +6,7 @@
  * docs/architecture.md ("Versions and pointers") explains why.
  */
 import type { InferenceSession } from 'onnxruntime-common';
-import type { BundleManifest } from '../bundle/manifest.ts';
+import type { BundleManifest, ObjectRef } from '../bundle/manifest.ts';
 import { decodeRowChecksums } from '../bundle/row-checksums.ts';
 import type { StepSession } from '../engine/decoder.ts';
 import { InputError, InternalError } from '../errors.ts';
@@ -29,8 +29,14 @@ export interface LoadedBundle {
   rowChecksums: Uint32Array;
 }
 
-/** Which graph a loaded bundle runs: the served one, or the reference oracle (memory path in-graph). */
-export type GraphChoice = 'compute' | 'reference';
+/**
+ * Which graph a loaded bundle runs: `compute` is compute.onnx as built (the browser client: its
+ * WebGPU kernels are not the ones the build optimized for); `optimized` is the same graph
+ * optimized at build time for onnxruntime's CPU kernels (compute.ort: the worker and the CLI,
+ * docs/architecture.md "Cold start"), or compute.onnx for a bundle built without it; `reference`
+ * is the oracle that computes the memory path in-graph.
+ */
+export type GraphChoice = 'compute' | 'optimized' | 'reference';
 
 export interface RegistryOptions {
   pointerTtlMs: number;
@@ -169,10 +175,8 @@ export class ModelRegistry {
 
   private async loadBundle(version: string): Promise<LoadedBundle> {
     const manifest = await this.reader.manifest(version);
-    const graphRef = this.options.graph === 'compute' ? manifest.objects.compute : manifest.objects.reference;
-    if (!graphRef) throw new InputError(`bundle ${version} has no reference graph (build it with --reference)`);
     // The session is created as soon as the graph is read and checked, while the other objects are still being read.
-    const session = this.reader.verified(version, graphRef).then((graph) => this.options.createSession(graph));
+    const session = this.session(version, manifest);
     const rest = Promise.all([
       this.reader
         .verified(version, manifest.objects.tokenizer)
@@ -190,6 +194,24 @@ export class ModelRegistry {
     if (created.status === 'rejected') throw created.reason;
     const [tokenizer, rowChecksums, overrides] = others.value;
     return { version, manifest, tokenizer, session: queuedSession(created.value), overrides, rowChecksums };
+  }
+
+  private async session(version: string, manifest: BundleManifest): Promise<InferenceSession> {
+    const { compute, computeOptimized, reference } = manifest.objects;
+    const create = (ref: ObjectRef) => this.reader.verified(version, ref).then((graph) => this.options.createSession(graph));
+    if (this.options.graph === 'reference') {
+      if (!reference) throw new InputError(`bundle ${version} has no reference graph (build it with --reference)`);
+      return create(reference);
+    }
+    if (this.options.graph === 'compute' || !computeOptimized) return create(compute);
+    // An ORT-format graph loads only in a runtime that reads its format version (onnxruntime
+    // releases may lag or lead the one that built it); compute.onnx computes the same, just slower
+    // to load. A failed read or a wrong hash is not retried this way: that is the store's fault.
+    const graph = await this.reader.verified(version, computeOptimized);
+    return this.options.createSession(graph).catch((error: unknown) => {
+      console.warn(`bundle ${version}: ${computeOptimized.path} does not load here (${String(error)}); loading ${compute.path} instead`);
+      return create(compute);
+    });
   }
 
   private async rowChecksums(version: string, manifest: BundleManifest): Promise<Uint32Array> {

@@ -8,8 +8,10 @@
  */
 import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
 import type { RowSource } from '../bundle/row-source.ts';
-import { Decoder } from '../engine/decoder.ts';
+import { takesAttentionMask } from '../engine/attention-mask.ts';
+import { Decoder, type StepSession } from '../engine/decoder.ts';
 import { generate, GenerationCounters, type GenerationRequest, type GenerationResult, type TextDelta } from '../engine/generation.ts';
+import { StepBatcher, type BatcherStats } from '../engine/step-batcher.ts';
 import {
   DEFAULT_HIERARCHY,
   emptyTierStats,
@@ -45,6 +47,11 @@ export interface ServingSettings {
   graph: GraphChoice;
   /** Generations at once in this isolate, and the short queue in front of them (src/serving/admission.ts). */
   admission: AdmissionLimits;
+  /**
+   * Most decode steps of concurrent generations run as one session.run (src/engine/step-batcher.ts);
+   * 1 runs every step alone. Graphs without `attention_mask` (built before it) never batch.
+   */
+  maxDecodeBatch: number;
 }
 
 export const DEFAULT_SETTINGS: ServingSettings = {
@@ -55,6 +62,7 @@ export const DEFAULT_SETTINGS: ServingSettings = {
   hierarchy: DEFAULT_HIERARCHY,
   graph: 'compute',
   admission: DEFAULT_ADMISSION,
+  maxDecodeBatch: 16,
 };
 
 /** What a platform hands the core. */
@@ -120,6 +128,8 @@ export interface ServingCore {
   hotSetReady(bundle: LoadedBundle): Promise<void>;
   /** Releases the loaded sessions (a CLI command or benchmark that is done). */
   close(): Promise<void>;
+  /** What the step batcher of `bundle`'s session has done (null when its steps are not batched). */
+  batchStats(bundle: LoadedBundle): BatcherStats | null;
 }
 
 export function createServingCore(parts: ServingParts): ServingCore {
@@ -162,8 +172,33 @@ export function createServingCore(parts: ServingParts): ServingCore {
       background,
     });
   };
+  // One batcher per loaded session: the generations of one bundle version batch together.
+  const batchers = new WeakMap<StepSession, StepBatcher | null>();
+  const batcherOf = (bundle: LoadedBundle): StepBatcher | null => {
+    const { session } = bundle;
+    if (!batchers.has(session)) {
+      const batches = settings.maxDecodeBatch >= 2 && takesAttentionMask(session.inputNames);
+      const { config } = bundle.manifest;
+      const observe = (stepped: number) => {
+        metrics.inc('flexmem_decode_batches_total');
+        metrics.inc('flexmem_decode_batch_rows_total', {}, stepped);
+      };
+      batchers.set(
+        session,
+        batches ? new StepBatcher({ session, Tensor: parts.Tensor, config, maxBatch: settings.maxDecodeBatch, observe }) : null,
+      );
+    }
+    return batchers.get(session)!;
+  };
   const decoder = (bundle: LoadedBundle, source: RowSource | null) =>
-    new Decoder({ session: bundle.session, Tensor: parts.Tensor, config: bundle.manifest.config, rows: source, clock });
+    new Decoder({
+      session: bundle.session,
+      Tensor: parts.Tensor,
+      config: bundle.manifest.config,
+      rows: source,
+      clock,
+      batcher: batcherOf(bundle),
+    });
 
   return {
     settings,
@@ -193,6 +228,7 @@ export function createServingCore(parts: ServingParts): ServingCore {
       };
     },
     close: () => registry.close(),
+    batchStats: (bundle) => batcherOf(bundle)?.stats ?? null,
     readRange: (bundle, object, offset, length) => reader.ranges(bundle.version).read(object, offset, length),
     hotSetReady: (bundle) => hierarchy.hotSetReady(bundle.manifest.tables?.shards[0]?.from ?? bundle.version),
   };

@@ -1,8 +1,8 @@
 /**
  * How a served graph's onnxruntime session is created. A graph optimized at build time
- * (cli/optimize-graph.ts, onnxruntime's ORT format) needs none of the load-time work: graph
- * optimization is off, and weights are not prepacked for MLAS's GEMM (it measured as part of
- * the first `InferenceSession.create`; docs/BENCHMARKS.md, cold-start phases).
+ * (cli/optimize-graph.ts, onnxruntime's ORT format) needs no load-time graph optimization, so
+ * it is off. Weights are still prepacked for MLAS's GEMM: skipping that saved little of the
+ * create and made every decode step slower (docs/BENCHMARKS.md §6, the ways to load the graph).
  */
 import type { InferenceSession } from 'onnxruntime-common';
 
@@ -14,9 +14,6 @@ export function isOrtFormat(graph: Uint8Array): boolean {
 /** Session options for a graph: no load-time optimization for one optimized at build time, onnxruntime's defaults otherwise. */
 export function sessionOptionsFor(graph: Uint8Array): InferenceSession.SessionOptions {
   if (!isOrtFormat(graph)) return {};
-  return {
-    graphOptimizationLevel: 'disabled',
-    // Not use_ort_model_bytes_directly: onnxruntime-web frees its copy of the bytes after create.
-    extra: { session: { disable_prepacking: '1' } },
-  };
+  // Not use_ort_model_bytes_directly: onnxruntime-web frees its copy of the bytes after create.
+  return { graphOptimizationLevel: 'disabled' };
 }

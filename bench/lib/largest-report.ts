@@ -1,0 +1,374 @@
+/**
+ * The docs/BENCHMARKS.md section of the `largest` suite (bench/suites/largest.ts): kept apart from
+ * report.ts, which renders the other suites, so the two can change independently.
+ */
+import { ISOLATE_LIMIT_BYTES, jsBytes, type LargestInstance, type LargestResult } from '../suites/largest.ts';
+import { fmt } from './stats.ts';
+
+interface StoredLargest {
+  meta: { command: string; date: string; quick: boolean; seconds: number; env: { loadStart: number[]; loadEnd?: number[]; cores: number } };
+  result: LargestResult;
+}
+
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+const mib = (b: number) => (Number.isFinite(b) ? (b / MiB).toFixed(1) : 'n/a');
+const gib = (b: number) => (Number.isFinite(b) ? (b / GiB).toFixed(2) : 'n/a');
+const millions = (n: number) => `${(n / 1e6).toFixed(1)}M`;
+const num = (x: number | undefined | null, digits?: number) =>
+  x !== undefined && x !== null && Number.isFinite(x) ? fmt(x, digits) : 'n/a';
+const table = (head: string[], rows: (string | number)[][]) =>
+  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+
+/** What the isolate holds after a full GC: V8 heap used + ArrayBuffers + wasm memory. */
+export const afterGc = (i: LargestInstance) => jsBytes(i.heapAfter) + i.wasmAfter;
+
+/**
+ * The peak estimate: the largest JS sample during the cold load (the graph's bytes are still
+ * referenced while the session is created) plus the wasm memory (which only grows), or the
+ * after-GC values if larger.
+ */
+export function isolatePeak(i: LargestInstance): number {
+  const values = [
+    jsBytes(i.heapLoaded) + i.wasmLoaded,
+    afterGc(i),
+    (i.heapPeakSampled ?? NaN) + Math.max(i.wasmLoaded, i.wasmAfter),
+  ].filter(Number.isFinite);
+  return values.length ? Math.max(...values) : NaN;
+}
+
+export const fits = (i: LargestInstance) => !i.error && isolatePeak(i) <= ISOLATE_LIMIT_BYTES;
+
+/** Least-squares slope of y on x. */
+function slope(points: [number, number][]): number {
+  const p = points.filter(([a, b]) => Number.isFinite(a) && Number.isFinite(b));
+  if (p.length < 2) return NaN;
+  const mx = p.reduce((s, [a]) => s + a, 0) / p.length;
+  const my = p.reduce((s, [, b]) => s + b, 0) / p.length;
+  const sxx = p.reduce((s, [a]) => s + (a - mx) ** 2, 0);
+  return sxx === 0 ? NaN : p.reduce((s, [a, b]) => s + (a - mx) * (b - my), 0) / sxx;
+}
+
+function modelRows(instances: LargestInstance[]): string {
+  const rows = instances.map((i) => [
+    i.label,
+    i.computeDtype,
+    `${millions(i.computeParams)} (${millions(i.embeddingParams)})`,
+    `${mib(i.graphBytes)} ${i.servedGraph?.endsWith('.ort') ? 'ort' : 'onnx'}`,
+    `${gib(i.tableBytes)} (${num(i.tableBytes / i.graphBytes, 0)}×)`,
+    mib(jsBytes(i.heapAfter)),
+    mib(i.wasmAfter),
+    `**${mib(afterGc(i))}**`,
+    mib(i.heapPeakSampled ?? NaN),
+    mib(isolatePeak(i)),
+    i.error
+      ? `failed: ${i.error.split('\n')[0].slice(0, 120)}`
+      : fits(i)
+        ? '**fits**'
+        : `over (${num(isolatePeak(i) / ISOLATE_LIMIT_BYTES, 2)}×)`,
+    `${mib(i.rssAfter)} (${mib(i.hwm)})`,
+    num(i.decodePerTokenMs?.median),
+    num(i.coldFinishMs, 0),
+    num(i.warmTtftMs?.median, 0),
+  ]);
+  return table(
+    [
+      'compute path',
+      'compute dtype',
+      'compute params (embedding)',
+      'graph MiB served',
+      'tables GiB at origin (× graph)',
+      'V8 heap + ArrayBuffers MiB after GC',
+      'wasm memory MiB',
+      'isolate MiB after GC (sum)',
+      'V8 heap + ArrayBuffers MiB, max sampled during cold load',
+      'peak estimate MiB',
+      'peak against 128 MiB',
+      'workerd RSS MiB (peak)',
+      'decode ms/token',
+      'cold TTFT ms',
+      'warm TTFT ms',
+    ],
+    rows,
+  );
+}
+
+function coldRows(instances: LargestInstance[]): string {
+  const rows = instances
+    .filter((i) => !i.error)
+    .map((i) => [
+      i.label,
+      i.computeDtype,
+      mib(i.graphBytes),
+      num(i.instanceStartMs, 0),
+      num(i.firstRequestMs, 0),
+      num(i.coldHeadersMs, 0),
+      num(i.graphReadMs, 0),
+      num(i.coldFinishMs - i.coldHeadersMs, 0),
+      num(i.coldMemoryWaitMs, 0),
+      num(i.coldFinishMs, 0),
+      num(i.warmTtftMs?.median, 0),
+    ]);
+  return table(
+    [
+      'compute path',
+      'dtype',
+      'graph MiB',
+      'instance start ms',
+      'first request (/health) ms',
+      'bundle load ms (cold response headers)',
+      'of which graph GET from origin ms (Node alone)',
+      'first token ms (headers → finish)',
+      'of which memory wait ms',
+      'cold TTFT ms',
+      'warm TTFT ms',
+    ],
+    rows,
+  );
+}
+
+function largestPerDtype(r: LargestResult): string {
+  const dtypes = [...new Set(r.instances.map((i) => i.computeDtype))];
+  const rows = dtypes.map((d) => {
+    const all = r.instances.filter((i) => i.computeDtype === d);
+    const fitting = all.filter(fits).sort((a, b) => b.computeParams - a.computeParams);
+    const best = fitting[0];
+    const smallestOver = all.filter((i) => !fits(i)).sort((a, b) => a.computeParams - b.computeParams)[0];
+    if (!best)
+      return [
+        d,
+        '**none of the measured shapes**',
+        smallestOver
+          ? `smallest measured (${smallestOver.label}, ${millions(smallestOver.computeParams)}) holds ${mib(afterGc(smallestOver))} MiB after GC, peak ${mib(isolatePeak(smallestOver))} MiB`
+          : '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+      ];
+    return [
+      d,
+      `${best.label}: ${millions(best.computeParams)}`,
+      mib(best.graphBytes),
+      gib(best.tableBytes),
+      `${mib(afterGc(best))} / ${mib(isolatePeak(best))}`,
+      num(best.decodePerTokenMs?.median),
+      num(best.coldFinishMs, 0),
+      num(best.warmTtftMs?.median, 0),
+      smallestOver
+        ? `${smallestOver.label} (${millions(smallestOver.computeParams)}): ${mib(isolatePeak(smallestOver))} MiB`
+        : 'none measured',
+    ];
+  });
+  return table(
+    [
+      'compute dtype',
+      'largest compute path that fits',
+      'graph MiB',
+      'tables GiB at origin',
+      'isolate MiB after GC / peak estimate',
+      'decode ms/token',
+      'cold TTFT ms',
+      'warm TTFT ms',
+      'next larger measured (over)',
+    ],
+    rows,
+  );
+}
+
+function growth(r: LargestResult): string {
+  const lines: string[] = [];
+  for (const d of [...new Set(r.instances.map((i) => i.computeDtype))]) {
+    const ok = r.instances.filter((i) => i.computeDtype === d && !i.error);
+    if (ok.length < 2) continue;
+    const heapPerGraph = slope(ok.map((i) => [i.graphBytes, afterGc(i)]));
+    const wasmPerGraph = slope(ok.map((i) => [i.graphBytes, i.wasmAfter]));
+    const msPerM = slope(ok.map((i) => [i.computeParams / 1e6, i.decodePerTokenMs?.median ?? NaN]));
+    const coldPerMiB = slope(ok.map((i) => [i.graphBytes / MiB, i.coldHeadersMs]));
+    lines.push(
+      `- **${d}** (${ok.length} models, ${millions(Math.min(...ok.map((i) => i.computeParams)))}–${millions(Math.max(...ok.map((i) => i.computeParams)))} compute params): isolate memory after GC grows ${num(heapPerGraph, 2)} bytes per graph byte (wasm memory ${num(wasmPerGraph, 2)}); decode ${num(msPerM, 3)} ms/token per million compute parameters; bundle load (cold headers) ${num(coldPerMiB, 1)} ms per graph MiB (least-squares slopes over the models above).`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function ortRows(r: LargestResult): string {
+  const rows: (string | number)[][] = [];
+  for (const e of r.ortMemory ?? []) {
+    const i = r.instances.find((x) => x.name === e.name && x.computeDtype === e.computeDtype);
+    const served = e.results.find((x) => x.options === 'served');
+    const inPlace = e.results.find((x) => x.options === 'in-place');
+    const phases = (m: typeof served) => (m ? `${mib(m.afterCreate)} / ${mib(m.afterPrefill)} / ${mib(m.afterSteps)}` : 'n/a');
+    rows.push([
+      i?.label ?? e.name,
+      e.computeDtype,
+      served ? mib(served.graphBytes) : 'n/a',
+      phases(served),
+      served ? num(served.afterCreate / served.graphBytes, 2) : 'n/a',
+      served ? mib(served.afterPrefill - served.afterCreate) : 'n/a',
+      i ? mib(i.shape.vocab * i.shape.hidden * 4) : 'n/a',
+      phases(inPlace),
+      inPlace ? num(inPlace.afterCreate / inPlace.graphBytes, 2) : 'n/a',
+      e.error ? `error: ${e.error.split('\n')[0].slice(0, 80)}` : '',
+    ]);
+  }
+  return table(
+    [
+      'compute path',
+      'dtype',
+      'graph MiB',
+      'served options: wasm MiB after create / after 32-token prefill / after 4 steps',
+      'create ÷ graph',
+      'growth at the first run MiB',
+      'vocab × d × 4 bytes (the LM head as f32) MiB',
+      'weights in place, no prepacking: after create / prefill / steps',
+      'create ÷ graph',
+      '',
+    ],
+    rows,
+  );
+}
+
+function fitRows(r: LargestResult): string {
+  const js = median(r.instances.filter((i) => !i.error && i.heapAfter).map((i) => jsBytes(i.heapAfter)));
+  const rows = (r.fit ?? []).map((f) => {
+    const m = f.memory;
+    const total = m ? m.afterSteps + js : NaN;
+    return [
+      `vocab ${f.shape.vocab}, d${f.shape.hidden} L${f.shape.layers}, 1 head, FFN-C ${f.shape.ffnC}`,
+      f.computeDtype,
+      millions(f.computeParams),
+      m ? mib(m.graphBytes) : 'n/a',
+      m ? `${mib(m.afterCreate)} / ${mib(m.afterPrefill)}` : `error: ${f.error?.slice(0, 80)}`,
+      mib(total),
+      Number.isFinite(total) ? (total <= ISOLATE_LIMIT_BYTES ? '**fits**' : `over (${num(total / ISOLATE_LIMIT_BYTES, 2)}×)`) : 'n/a',
+    ];
+  });
+  return `Graph only, in Node (no tables, not served by workerd; \`npx tsx bench/lib/ort-memory.ts --fit\`), the worker's session options,
+plus the V8 heap the served models above hold after GC (${mib(js)} MiB, median; mostly the 32,768-token tokenizer):
+
+${table(['shape', 'compute dtype', 'compute params', 'graph MiB', 'wasm MiB after create / after first run', 'estimated isolate MiB', 'against 128 MiB'], rows)}`;
+}
+
+const median = (values: number[]) => {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : NaN;
+};
+
+/** What the measurements say stands between these models and 128 MiB, computed from them. */
+function blockers(r: LargestResult): string {
+  const entries = r.ortMemory ?? [];
+  const ratio = (dtypes: string[], set: 'served' | 'in-place') => {
+    const v = entries
+      .filter((e) => dtypes.includes(e.computeDtype))
+      .map((e) => e.results.find((x) => x.options === set))
+      .filter((m) => !!m)
+      .map((m) => m.afterCreate / m.graphBytes);
+    return v.length ? `${num(Math.min(...v), 2)}–${num(Math.max(...v), 2)}×` : 'n/a';
+  };
+  const head = entries
+    .filter((e) => e.computeDtype === 'int8' || e.computeDtype === 'int4')
+    .map((e) => {
+      const i = r.instances.find((x) => x.name === e.name && x.computeDtype === e.computeDtype);
+      const m = e.results.find((x) => x.options === 'served');
+      return i && m ? `${mib(m.afterPrefill - m.afterCreate)} of ${mib(i.shape.vocab * i.shape.hidden * 4)}` : null;
+    })
+    .filter((x) => x !== null);
+  const js = median(r.instances.filter((i) => !i.error && i.heapAfter).map((i) => jsBytes(i.heapAfter)));
+  if (!entries.length) return '';
+  return `What stands in the way, from the measurements above:
+
+- **onnxruntime-web copies the weights inside its wasm heap, and the heap never shrinks.** After \`InferenceSession.create\` the wasm
+  memory is ${ratio(['f32'], 'served')} the f32 graph and ${ratio(['int8', 'int4'], 'served')} the int8/int4 graph with the worker's options (the graph bytes
+  copied in, the initializers deserialized out of them, GEMM weights prepacked); with the weights used in place and no prepacking it
+  is ${ratio(['f32'], 'in-place')} (f32) and ${ratio(['int8', 'int4'], 'in-place')} (int8/int4). onnxruntime-web frees its copy of the graph bytes after create, so
+  in-place weights need a change there (or weights given as external data that it keeps) before they can be served.
+- **int8/int4: \`MatMulNBits\` dequantizes the whole weight to f32 at run time in this wasm build**, and the arena keeps the buffer:
+  the first run grows the wasm memory by ${head.join(', ')} MiB (growth of vocab × d × 4 bytes, the tied LM head as f32), for every
+  quantized model above. The LM head alone then costs 4 bytes per embedding value, as f32 would; splitting it into vocabulary slices
+  (one \`MatMulNBits\` per slice, concatenated) would bound that buffer to one slice. A full dequantization per run is also consistent with int8/int4 decoding slower than f32 here (not measured apart).
+- **f16 is f32 at load**: f16 holds as much wasm memory as f32 (more than f32 with in-place weights), as expected if each weight's
+  \`Cast\` is folded into an f32 copy (cli/build-bundle.ts says so of build-time optimization).
+- **The embedding/LM head is part of the compute path**: vocab × d values, ${millions(32768 * 768)} at d 768 and ${millions(32768 * 1024)} at d 1024 with a
+  32,768 vocabulary, before any layer.
+- **The V8 heap holds ${mib(js)} MiB** after GC with no row cache (the tokenizer of a 32,768 vocabulary, the KV cache), plus the graph's
+  bytes while the session is created (the "sampled during cold load" column).
+`;
+}
+
+export function renderLargest(stored: StoredLargest | undefined): string {
+  if (!stored) return '## 4b. The largest model one Worker serves\n\n_Not run yet: `npx tsx bench/run.ts --only largest`._\n';
+  const r = stored.result;
+  const m = stored.meta;
+  const builds = r.tableBuilds.map(
+    (b) =>
+      `${b.name}: ${gib(b.tableBytes)} GiB of f32 tables, whole \`flexmem build\` ${b.seconds.toFixed(0)} s (${b.measuredAt.slice(0, 16).replace('T', ' ')} UTC)`,
+  );
+  const dates = [...new Set(r.instances.map((i) => i.measuredAt.slice(0, 16).replace('T', ' ')))];
+  return `## 4b. The largest model one Worker serves
+
+Random-weight Flex models built by \`flexmem build\` (\`writeRandomCheckpoint\`, memory in every layer, FFN-M width 64 — the table
+row is d values per layer whatever its width, so the build stays cheap — f32 tables, no lens), served by the edge worker in workerd
+(Miniflare) from s3rver, one model per fresh workerd process, one at a time, with \`ISOLATE_CACHE_BYTES\` and \`HOT_SET_BYTES\` at 0
+(both are budgets out of the same 128 MB; wrangler.toml's defaults would add up to 8 + 32 MiB) and the Cache API on. The models of one
+(vocab, layers, d) family share one table set: the tables depend only on the memory path, so each compute path is built over the
+same tables (the memory-path weights have the same names and seed in every model of a family; this run did not re-check the
+tables' bytes per model) and the tables are published once.
+
+Compute params are the compute graph's (attention, FFN-C, norms, and the tied embedding/LM head, in brackets), as \`flexmem plan\`
+counts them; "graph MiB served" is what the worker loads (compute.ort, optimized at build, except for f16, whose build keeps
+compute.onnx). Isolate memory is read through workerd's inspector after a full GC, once the cold request has loaded the bundle and
+again after serving: V8 heap used + ArrayBuffers (\`Runtime.getHeapUsage\`) **plus the WebAssembly memories** (found with
+\`Runtime.queryObjects\` on \`WebAssembly.Memory.prototype\`), which \`getHeapUsage\` does not count (its ArrayBuffers stayed under
+1 MiB with a 365 MiB wasm heap), though the platform's 128 MB limit does (Cloudflare's limits page: "JavaScript heap, and memory
+explicitly allocated in WebAssembly"). A wasm memory never shrinks, so its size after GC is onnxruntime's peak during session
+creation. The peak estimate adds the largest V8 sample read without GC every 25 ms during the cold load (the graph's bytes are still
+referenced while the session is created; the isolate answers only between tasks, so samples can miss a shorter peak). 128 MiB is the
+limit counted here. **workerd does not enforce it locally** (it has no isolate limit enforcer, cloudflare/workerd#49, and the models
+marked "over" below were served without error): an "over" model would be killed in production.
+
+Decode ms/token = (finish of a ${r.maxTokens}-token stream − finish of a 1-token stream) / ${r.maxTokens - 1}, ${r.rounds} round(s), ${r.promptTokens}-token prompt, on ${m.env.cores}
+cores shared with other work (1-min load average ${m.env.loadStart[0]} at the start, ${m.env.loadEnd?.[0] ?? 'n/a'} at the end). Cold TTFT = a 1-token completion on the fresh isolate
+(after one \`/health\`), client-timed.
+
+### Largest compute path per compute dtype
+
+${largestPerDtype(r)}
+
+### Every model measured
+
+${modelRows(r.instances)}
+
+### Cold start, split
+
+${coldRows(r.instances)}
+
+### Where onnxruntime-web's wasm memory goes
+
+Measured in Node with the wasm build workerd runs (onnxruntime-web/wasm, one thread; \`bench/lib/ort-memory.ts\`, a fresh process per
+cell): the served graph with the worker's session options, and with onnxruntime's \`use_ort_model_bytes_directly\` +
+\`use_ort_model_bytes_for_initializers\` + \`disable_prepacking\` (weights used where the graph's bytes lie in the wasm heap, not
+copied out of them; onnxruntime-web frees its copy of those bytes after create, so this measures what the copies cost, it is not a
+configuration that can be served as is).
+
+${r.ortMemory?.length ? ortRows(r) : '_Not measured (`npx tsx bench/lib/ort-memory.ts --ort`, then `--merge`, adds it)._'}
+
+${blockers(r)}
+
+### Where the line falls: smaller shapes
+
+${r.fit?.length ? fitRows(r) : '_Not measured (`npx tsx bench/lib/ort-memory.ts --fit`, then `--merge`)._'}
+
+### Growth
+
+${growth(r) || '_Fewer than two models of one dtype measured._'}
+
+Table builds: ${builds.length ? builds.join('; ') : 'all cached'}.
+
+${r.failures.length ? `**${r.failures.length} request(s) failed and were retried**: ${r.failures.map((f) => `\`${f.where}: ${f.message.split('\n')[0]}\``).join('; ')}.` : 'No request was retried.'}
+
+_Measured ${dates.join(', ')} UTC (last run: \`${m.command}\`, ${m.seconds.toFixed(0)} s${m.quick ? ', quick mode' : ''}). Reproduce: \`npx tsx bench/run.ts --only largest\` (\`--quick\`: two models in f32 and int4, one round; \`LARGEST_DTYPES=f32,int8\` chooses compute dtypes; \`LARGEST_ORT_MEMORY=1\` adds the wasm-memory breakdown, or \`npx tsx bench/lib/ort-memory.ts --ort\` then \`--merge\` to a stored result; \`--fit\` the smaller shapes; \`LARGEST_MODELS=3,4\` chooses models)._
+`;
+}

@@ -1,0 +1,371 @@
+/**
+ * Continuous batching of decode steps: the one-token steps of concurrent sequences on one session
+ * that are ready at the same moment run as one batched `session.run`, and each sequence gets its
+ * own row of the logits back. Prefill steps never come here (src/engine/decoder.ts runs them
+ * alone). docs/architecture.md, "Continuous batching", says why it is built this way.
+ *
+ * The batch's KV cache is kept merged between steps: a `MergedBatch` holds [B, KV, S, hd] tensors
+ * and a per-row mask of the real positions, and each member's DecoderState points at its row (its
+ * `seat`) instead of holding its own tensors. While the same members step together, the graph's
+ * `present` outputs are fed straight back as the next `past`, with no copy in JS. A member that is
+ * not ready when the others are rides along with a padded column (mask 0), so a straggler does not
+ * force a copy; one that left, or missed MAX_SKIPS steps in a row, is dropped at the next rebuild.
+ * A rebuild (membership changed) copies every member's real positions into new tensors, padding at
+ * the end of each row.
+ *
+ * When a step runs: at once when every live member of the current batch has asked (the usual case:
+ * all streams are decoding), else once the oldest waiting step has seen PATIENCE turns of `wait`
+ * (a macrotask each), so steps arriving in nearby turns join. A run in flight (onnxruntime-node
+ * runs off the thread) lets the next steps queue up.
+ *
+ * Every waiting step keeps a timer of its own alive, in its own request, until its logits arrive:
+ * in workerd a request that awaits a promise with nothing of its own pending is cancelled as hung
+ * (even while another request's run will resolve it), and a timer set by another request dies with
+ * that request. Whichever request's timer fires first runs the batch for all. A run is only ever
+ * started by a request that is waiting for a step of its own, so its context outlives the run.
+ */
+import type { Tensor, TensorConstructor } from 'onnxruntime-common';
+import type { ModelConfig } from '../model/config.ts';
+import { GRAPH_IO } from '../model/graph-io.ts';
+import type { DecoderState, StepSession } from './decoder.ts';
+import { copyRealPositions } from './kv-rows.ts';
+
+/** Steps in a row a member may miss and keep its row; past that it is dropped at the next rebuild. */
+const MAX_SKIPS = 2;
+/** Padded columns a merged cache may carry beyond its longest member before it is compacted by a rebuild. */
+const MAX_SLACK = 32;
+/**
+ * Timer turns the oldest waiting step gives the batch's other members before running without them.
+ * One turn fragmented the batches of 4 and 8 streams (mean 1.3 to 2.8 steps per run in the load
+ * bench, each stream's next step arriving in its own turn) and then every run rebuilt the caches.
+ */
+const PATIENCE = 3;
+/**
+ * A run still unsettled after this long is abandoned: its steps fail and the batcher takes new ones.
+ * A run awaits the session queue, which other requests' prompts share; should the request that
+ * started it be cancelled in a way that drops the run's continuation, `running` would otherwise stay
+ * set and every decode step of the isolate would wait forever. A real run takes milliseconds; the
+ * queue ahead of it, a few prompts (admission bounds them).
+ */
+export const ABANDON_RUN_AFTER_MS = 15_000;
+
+/** Where a batched sequence's KV cache lives: a row of a merged batch. */
+export interface Seat {
+  batch: MergedBatch;
+  row: number;
+}
+
+interface MergedBatch {
+  /** Positions per row (S). */
+  length: number;
+  /** Past tensors by graph input name, [B, KV, S, hd]. */
+  past: Record<string, Tensor>;
+  /** [B, S]: 1 where a row's position is real. */
+  real: Uint8Array;
+  members: (DecoderState | null)[];
+  /** Steps each member has missed in a row. */
+  skips: number[];
+}
+
+interface PendingStep {
+  state: DecoderState;
+  tokenId: number;
+  rows: Float32Array | null;
+  resolve: (logits: Float32Array) => void;
+  reject: (error: unknown) => void;
+  /** Timer turns it has waited. */
+  turns: number;
+}
+
+export interface BatcherParts {
+  session: StepSession;
+  Tensor: TensorConstructor;
+  config: ModelConfig;
+  /** Most sequences in one run (2 or more). */
+  maxBatch: number;
+  /** Calls `run` a little later, letting other steps of this turn arrive (default: a macrotask). */
+  wait?: (run: () => void) => void;
+  /** Told after each run: the sequences it stepped. */
+  observe?: (rows: number) => void;
+  /** Milliseconds, for abandoning a stuck run (default Date.now, which advances across timers in workerd). */
+  now?: () => number;
+}
+
+/** What the batcher has done, for tests and the load benchmark. */
+export interface BatcherStats {
+  runs: number;
+  /** Sequences stepped, summed over runs (rows / runs is the mean batch). */
+  rows: number;
+  /** Rows that rode along padded (a member not ready). */
+  paddedRows: number;
+  /** Runs that had to copy caches into a new merged batch. */
+  rebuilds: number;
+}
+
+export class StepBatcher {
+  readonly stats: BatcherStats = { runs: 0, rows: 0, paddedRows: 0, rebuilds: 0 };
+  private readonly parts: BatcherParts;
+  private readonly wait: (run: () => void) => void;
+  private pending: PendingStep[] = [];
+  private current: MergedBatch | null = null;
+  private running = false;
+  /** The run in flight: which it is (a stale one's outputs are dropped), when it began, its steps. */
+  private inFlight: { ticket: number; startedAt: number; steps: PendingStep[] } | null = null;
+  private tickets = 0;
+
+  constructor(parts: BatcherParts) {
+    if (!(parts.maxBatch >= 2)) throw new Error(`a step batcher needs maxBatch of at least 2, got ${parts.maxBatch}`);
+    this.parts = parts;
+    this.wait = parts.wait ?? ((run) => setTimeout(run, 0));
+  }
+
+  /** One decode step of `state` (one token, its memory row); resolves to its logits [V]. */
+  decode(state: DecoderState, tokenId: number, rows: Float32Array | null): Promise<Float32Array> {
+    return this.keptAlive(
+      new Promise<Float32Array>((resolve, reject) => {
+        this.pending.push({ state, tokenId, rows, resolve, reject, turns: 0 });
+      }),
+    );
+  }
+
+  /** Schedules now, and keeps a timer of the caller's request alive until `result` settles (see the module comment). */
+  private keptAlive<T>(result: Promise<T>): Promise<T> {
+    let done = false;
+    const settled = result.finally(() => {
+      done = true;
+    });
+    const step = this.pending.at(-1);
+    const tick = () => {
+      if (done) return;
+      if (step) step.turns++;
+      this.pump(true);
+      this.wait(tick);
+    };
+    this.pump(false);
+    this.wait(tick);
+    return settled;
+  }
+
+  /**
+   * The sequence is done: its row is not waited for, and is dropped at the next rebuild. Steps
+   * already waiting for it run when their own timers fire, never from here: the leaving request
+   * may be ending, and workerd cancels the continuations of an ended request, which would strand
+   * every step of a batch run in its context.
+   */
+  leave(state: DecoderState): void {
+    state.seat = undefined;
+  }
+
+  /** Gives a batched sequence its own cache tensors again (for a step outside the batcher). */
+  materialize(state: DecoderState): void {
+    const seat = state.seat;
+    if (!seat) return;
+    const { num_key_value_heads: KV, head_dim: hd } = this.parts.config;
+    const past: Record<string, Tensor> = {};
+    for (const [name, tensor] of Object.entries(seat.batch.past)) {
+      const data = new Float32Array(KV * state.length * hd);
+      const S = seat.batch.length;
+      copyRealPositions(
+        { data: tensor.data as Float32Array, length: S, row: seat.row, real: seat.batch.real.subarray(seat.row * S, (seat.row + 1) * S) },
+        data,
+        state.length,
+        0,
+        KV,
+        hd,
+      );
+      past[name] = new this.parts.Tensor('float32', data, [1, KV, state.length, hd]);
+    }
+    state.past = past;
+    state.seat = undefined;
+  }
+
+  /**
+   * Starts a run of the waiting steps if the session is free and every live member of the current
+   * batch has asked, the batch is full, or the oldest step has waited PATIENCE timer turns (then
+   * stragglers ride along padded).
+   */
+  private pump(timerFired: boolean): void {
+    if (this.running) {
+      const now = (this.parts.now ?? Date.now)();
+      if (!this.inFlight || now - this.inFlight.startedAt < ABANDON_RUN_AFTER_MS) return;
+      this.abandon(this.inFlight.steps);
+    }
+    const steps = this.pending.length;
+    if (!steps) return;
+    const patient = timerFired && this.pending.some((p) => p.turns >= PATIENCE);
+    if (patient || steps >= this.parts.maxBatch || this.everyLiveMemberPending()) void this.flush();
+  }
+
+  private everyLiveMemberPending(): boolean {
+    const batch = this.current;
+    if (!batch) return false;
+    const asked = new Set(this.pending.map((p) => p.state));
+    return batch.members.every((m, row) => !m || !isSeated(m, batch, row) || asked.has(m));
+  }
+
+  private async flush(): Promise<void> {
+    if (this.running || !this.pending.length) return;
+    this.running = true;
+    // Members of the current batch first, so a full batch keeps its merged cache.
+    const current = this.current;
+    const order = (p: PendingStep) => (current && p.state.seat?.batch === current ? 0 : 1);
+    const sorted = [...this.pending].sort((a, b) => order(a) - order(b));
+    const chosen = sorted.slice(0, this.parts.maxBatch);
+    this.pending = sorted.slice(this.parts.maxBatch);
+    const ticket = ++this.tickets;
+    this.inFlight = { ticket, startedAt: (this.parts.now ?? Date.now)(), steps: chosen };
+    try {
+      await this.run(chosen, ticket);
+    } catch (error) {
+      for (const p of chosen) p.reject(error);
+    } finally {
+      // Steps that arrived during the run are left to their own timers: starting the next run here
+      // would run it in this request's context, which may end before that run settles (workerd then
+      // drops its continuation, and `running` would never be cleared: see ABANDON_RUN_AFTER_MS).
+      if (this.inFlight?.ticket === ticket) {
+        this.running = false;
+        this.inFlight = null;
+      }
+    }
+  }
+
+  /** Fails a stuck run's steps and frees the batcher; the members keep their seats (a run changes them only once it returns). */
+  private abandon(steps: PendingStep[]): void {
+    this.inFlight = null;
+    this.running = false;
+    const error = new Error(`a batched decode step did not finish within ${ABANDON_RUN_AFTER_MS} ms; it was abandoned`);
+    for (const p of steps) p.reject(error);
+  }
+
+  private async run(chosen: PendingStep[], ticket: number): Promise<void> {
+    const { session, Tensor, config } = this.parts;
+    // The graph's memory row width is the width of the rows the decoders fetched (one token each).
+    const takesRows = session.inputNames.includes(GRAPH_IO.memoryRows);
+    const rowValues = takesRows ? (chosen[0].rows?.length ?? 0) : 0;
+    const { num_hidden_layers: L, vocab_size: V } = config;
+    const batch = this.reusable(chosen) ?? this.rebuild(chosen);
+    const B = batch.members.length;
+    const S = batch.length;
+    const step = new Map(chosen.map((p) => [p.state, p]));
+    const real = new Uint8Array(B * (S + 1));
+    const ids = new BigInt64Array(B);
+    const positions = new BigInt64Array(B);
+    const rows = new Float32Array(B * rowValues);
+    const present: (PendingStep | undefined)[] = batch.members.map((m) => (m ? step.get(m) : undefined));
+    for (let b = 0; b < B; b++) {
+      real.set(batch.real.subarray(b * S, (b + 1) * S), b * (S + 1));
+      const p = present[b];
+      if (!p) continue; // rides along: a padded column, any token
+      real[b * (S + 1) + S] = 1;
+      ids[b] = BigInt(p.tokenId);
+      positions[b] = BigInt(p.state.length);
+      if (rowValues) rows.set(p.rows!, b * rowValues);
+    }
+    const feeds: Record<string, Tensor> = { ...batch.past };
+    feeds[GRAPH_IO.inputIds] = new Tensor('int64', ids, [B, 1]);
+    feeds[GRAPH_IO.positionIds] = new Tensor('int64', positions, [B, 1]);
+    feeds[GRAPH_IO.attentionMask] = new Tensor('int64', BigInt64Array.from(real, BigInt), [B, S + 1]);
+    if (takesRows) feeds[GRAPH_IO.memoryRows] = new Tensor('float32', rows, [B, 1, rowValues]);
+    const out = await session.run(feeds);
+    if (this.inFlight?.ticket !== ticket) return; // abandoned meanwhile: its steps have failed already
+
+    const past: Record<string, Tensor> = {};
+    for (let l = 0; l < L; l++) {
+      past[GRAPH_IO.pastKey(l)] = out[GRAPH_IO.presentKey(l)];
+      past[GRAPH_IO.pastValue(l)] = out[GRAPH_IO.presentValue(l)];
+    }
+    const next: MergedBatch = {
+      length: S + 1,
+      past,
+      real,
+      members: batch.members.map((m, b) => (m && isSeated(m, batch, b) ? m : null)),
+      skips: batch.skips.map((n, b) => (present[b] ? 0 : n + 1)),
+    };
+    this.current = next;
+    const logits = out[GRAPH_IO.logits].data as Float32Array;
+    this.stats.runs++;
+    this.stats.rows += chosen.length;
+    this.stats.paddedRows += B - chosen.length;
+    this.parts.observe?.(chosen.length);
+    for (const [b, m] of next.members.entries()) if (m) m.seat = { batch: next, row: b };
+    // Every stepped sequence gets its logits, one that left during the run too (it just has no row any more).
+    for (const [b, p] of present.entries()) {
+      if (!p) continue;
+      p.state.length++;
+      p.state.past = {};
+      p.resolve(logits.subarray(b * V, (b + 1) * V));
+    }
+  }
+
+  /** The current merged batch, when every chosen step is one of its members and it needs no compaction. */
+  private reusable(chosen: PendingStep[]): MergedBatch | null {
+    const batch = this.current;
+    if (!batch || !chosen.every((p) => p.state.seat?.batch === batch)) return null;
+    const asked = new Set(chosen.map((p) => p.state));
+    let longest = 0;
+    for (const [b, m] of batch.members.entries()) {
+      if (!m || !isSeated(m, batch, b)) return null; // left or moved away: compact it out
+      if (!asked.has(m) && batch.skips[b] + 1 > MAX_SKIPS) return null;
+      longest = Math.max(longest, m.length);
+    }
+    return batch.length - longest >= MAX_SLACK ? null : batch;
+  }
+
+  /**
+   * A new merged batch of the chosen sequences, plus the current batch's members that are only
+   * late (seated, few skips), as long as there is room: their real positions first in each row,
+   * padding after. Its members are seated in it at once: it is a complete copy of their caches,
+   * so they stay consistent even if the run then fails.
+   */
+  private rebuild(chosen: PendingStep[]): MergedBatch {
+    const { Tensor, config, maxBatch } = this.parts;
+    const { num_key_value_heads: KV, head_dim: hd } = config;
+    const members: DecoderState[] = chosen.map((p) => p.state);
+    const skips: number[] = members.map(() => 0);
+    const old = this.current;
+    if (old) {
+      const asked = new Set(members);
+      for (const [b, m] of old.members.entries()) {
+        if (members.length >= maxBatch) break;
+        if (m && !asked.has(m) && isSeated(m, old, b) && old.skips[b] < MAX_SKIPS) {
+          members.push(m);
+          skips.push(old.skips[b]);
+        }
+      }
+    }
+    const S = Math.max(...members.map((m) => m.length));
+    const B = members.length;
+    const real = new Uint8Array(B * S);
+    const past: Record<string, Tensor> = {};
+    const names = Array.from({ length: config.num_hidden_layers }, (_, l) => [GRAPH_IO.pastKey(l), GRAPH_IO.pastValue(l)]).flat();
+    for (const name of names) {
+      const data = new Float32Array(B * KV * S * hd);
+      for (const [b, m] of members.entries()) {
+        const copied = copyRealPositions(sourceRow(m, name), data, S, b, KV, hd);
+        if (copied !== m.length) throw new Error(`step batcher: a cache row holds ${copied} positions, its sequence ${m.length}`);
+      }
+      past[name] = new Tensor('float32', data, [B, KV, S, hd]);
+    }
+    for (const [b, m] of members.entries()) real.fill(1, b * S, b * S + m.length);
+    this.stats.rebuilds++;
+    const batch: MergedBatch = { length: S, past, real, members, skips };
+    for (const [b, m] of members.entries()) {
+      m.seat = { batch, row: b };
+      m.past = {};
+    }
+    this.current = batch;
+    return batch;
+  }
+}
+
+function isSeated(m: DecoderState, batch: MergedBatch, row: number): boolean {
+  return m.seat?.batch === batch && m.seat.row === row;
+}
+
+/** Where a sequence's cache tensor `name` is now: its seat's row, or its own [1, KV, length, hd]. */
+function sourceRow(m: DecoderState, name: string) {
+  if (!m.seat) return { data: m.past[name].data as Float32Array, length: m.length, row: 0, real: null };
+  const { batch, row } = m.seat;
+  const S = batch.length;
+  return { data: batch.past[name].data as Float32Array, length: S, row, real: batch.real.subarray(row * S, (row + 1) * S) };
+}
