@@ -20,7 +20,7 @@ import { unpaddedMask } from '../src/engine/attention-mask.ts';
 import { GRAPH_IO } from '../src/model/graph-io.ts';
 import type { WeightSource } from '../src/model/model.ts';
 import { createServingCore, type LoadedBundle, type ServingCore } from '../src/serving/serving-core.ts';
-import type { ByteRange, ObjectStore } from '../src/storage/object-store.ts';
+import { MemoryStore } from './helpers/memory-store.ts';
 import { flexmem } from './helpers/cli.ts';
 import { buildTinyBundle, tempDir } from './helpers/fixtures.ts';
 
@@ -303,24 +303,6 @@ describe.each(['flex', 'meki'] as const)('prompt view of %s', (arch) => {
 });
 
 // ---- a patch: its diff, and its edited token's recomputed lens -----------------------------------
-
-class MemoryStore implements ObjectStore {
-  readonly objects = new Map<string, Uint8Array>();
-  async get(key: string, range?: ByteRange): Promise<Uint8Array | null> {
-    const bytes = this.objects.get(key);
-    if (!bytes) return null;
-    return range ? bytes.slice(range.offset, range.offset + range.length) : bytes.slice();
-  }
-  async put(key: string, body: Uint8Array): Promise<void> {
-    this.objects.set(key, body.slice());
-  }
-  async list(prefix: string): Promise<string[]> {
-    return [...this.objects.keys()].filter((k) => k.startsWith(prefix)).sort();
-  }
-  async delete(key: string): Promise<void> {
-    this.objects.delete(key);
-  }
-}
 
 describe('a patch and its base', () => {
   it('differ in exactly the edited token, whose lens is recomputed (scale by -1 swaps promoted and suppressed)', async () => {

@@ -23,7 +23,8 @@ import type { BundleManifest } from '../src/bundle/manifest.ts';
 import { Decoder } from '../src/engine/decoder.ts';
 import { createServingCore, type GraphChoice } from '../src/serving/serving-core.ts';
 import { isOrtFormat, sessionOptionsFor } from '../src/serving/session-options.ts';
-import { bundleKey, type ByteRange, type ObjectStore } from '../src/storage/object-store.ts';
+import { bundleKey } from '../src/storage/object-store.ts';
+import { MemoryStore } from './helpers/memory-store.ts';
 import { GraphBuilder } from '../src/onnx/graph-builder.ts';
 import { WARM_UP_GRAPH, warmUpRuntime } from '../workers/runtime-warm-up.ts';
 import { tempDir } from './helpers/fixtures.ts';
@@ -39,24 +40,6 @@ async function tinyBundle(name: string, seed: number, optimizedGraph = true): Pr
   writeRandomCheckpoint(checkpoint, { preset: 'tiny', arch: 'flex', seed, dtype: 'f32' });
   await buildBundle(checkpoint, join(dir.path, name), { dtype: 'f32', reference: false, progress: false, optimizedGraph });
   return join(dir.path, name);
-}
-
-class MemoryStore implements ObjectStore {
-  readonly objects = new Map<string, Uint8Array>();
-  async get(key: string, range?: ByteRange): Promise<Uint8Array | null> {
-    const bytes = this.objects.get(key);
-    if (!bytes) return null;
-    return range ? bytes.slice(range.offset, range.offset + range.length) : bytes.slice();
-  }
-  async put(key: string, body: Uint8Array): Promise<void> {
-    this.objects.set(key, body.slice());
-  }
-  async list(prefix: string): Promise<string[]> {
-    return [...this.objects.keys()].filter((k) => k.startsWith(prefix)).sort();
-  }
-  async delete(key: string): Promise<void> {
-    this.objects.delete(key);
-  }
 }
 
 /** onnxruntime-node as the CLI opens graphs, recording the sha256 and format of each graph it is given. */

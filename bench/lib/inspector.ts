@@ -207,3 +207,17 @@ export class IsolateInspector {
     this.ws.close();
   }
 }
+
+/** The isolate heap of a worker launched with an inspector (after a full GC unless `gc` is false); null when it cannot be read. */
+export async function heapOf(w: { inspectorPort: number | null }, gc = true): Promise<HeapUsage | null> {
+  if (!w.inspectorPort) return null;
+  const inspector = await IsolateInspector.connect(w.inspectorPort).catch(() => null);
+  if (!inspector) return null;
+  try {
+    return await inspector.heap(gc);
+  } catch {
+    return null;
+  } finally {
+    inspector.close();
+  }
+}

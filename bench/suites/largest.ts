@@ -24,7 +24,7 @@ import { requestJson, streamCompletion, withRetry, type Failure, type StreamResu
 import type { Context } from '../lib/context.ts';
 import { runEnv } from '../lib/env.ts';
 import { largeName, largeTableSet, largeVariant, tableBytes, tableSetName, type BuiltBundle, type LargeShape } from '../lib/bundles.ts';
-import { IsolateInspector, type HeapUsage } from '../lib/inspector.ts';
+import { heapOf, IsolateInspector, type HeapUsage } from '../lib/inspector.ts';
 import { mergeIntoResult, ortMemoryEntry, type FitEntry, type OrtMemoryEntry } from '../lib/ort-memory.ts';
 import { WORK } from '../lib/paths.ts';
 import { startS3 } from '../lib/s3.ts';
@@ -157,19 +157,6 @@ function chosenDtypes(): ComputeDtype[] {
 
 /** V8 heap used + ArrayBuffers (without wasm memory, which V8 does not count there). */
 export const jsBytes = (h: HeapUsage | null) => (h ? h.usedSize + h.backingStorageSize : NaN);
-
-async function heapOf(w: Launched, gc = true): Promise<HeapUsage | null> {
-  if (!w.inspectorPort) return null;
-  const inspector = await IsolateInspector.connect(w.inspectorPort).catch(() => null);
-  if (!inspector) return null;
-  try {
-    return await inspector.heap(gc);
-  } catch {
-    return null;
-  } finally {
-    inspector.close();
-  }
-}
 
 async function wasmOf(w: Launched): Promise<number> {
   if (!w.inspectorPort) return NaN;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { streamCompletion, withRetry, type Failure, type StreamResult } from '../lib/client.ts';
 import type { Context } from '../lib/context.ts';
 import { scaleBundle, tableBytes, type ScaleShape } from '../lib/bundles.ts';
-import { IsolateInspector, type HeapUsage } from '../lib/inspector.ts';
+import { heapOf, type HeapUsage } from '../lib/inspector.ts';
 import { WORK } from '../lib/paths.ts';
 import { startS3 } from '../lib/s3.ts';
 import { median, shuffled, summarize, type Summary } from '../lib/stats.ts';
@@ -55,19 +55,6 @@ export interface ScaleResult {
 export function scaleShapes(quick: boolean): ScaleShape[] {
   const base = { layers: 32, hidden: 128 };
   return (quick ? [8192, 16384] : [8192, 16384, 32768]).map((vocab) => ({ vocab, ...base }));
-}
-
-async function heapOf(w: Launched, gc = true): Promise<HeapUsage | null> {
-  if (!w.inspectorPort) return null;
-  const inspector = await IsolateInspector.connect(w.inspectorPort).catch(() => null);
-  if (!inspector) return null;
-  try {
-    return await inspector.heap(gc);
-  } catch {
-    return null;
-  } finally {
-    inspector.close();
-  }
 }
 
 export async function runScale(ctx: Context): Promise<ScaleResult> {
