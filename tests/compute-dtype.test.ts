@@ -27,11 +27,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundle, type BuildOptions } from '../cli/build-bundle.ts';
 import { writeRandomCheckpoint } from '../cli/random-checkpoint.ts';
 import type { Decoder } from '../src/engine/decoder.ts';
 import { perplexity } from '../src/engine/perplexity.ts';
+import { HEAD_SLICE_ROWS } from '../src/model/compute-weights.ts';
 import type { ConfigInput } from '../src/model/config.ts';
 import { dequantizeBlockwise, quantizeBlockwise, type ComputeDtype } from '../src/model/quantize.ts';
 import { flexmem } from './helpers/cli.ts';
@@ -64,6 +66,7 @@ const RANDOM_BOUND = {
   meki: bounds({ f16: 3.25e-3, int8: 8.84e-2, int4: 1.282 }),
   'flex, untied head': bounds({ f16: 4.27e-3, int8: 1.347e-1, int4: 1.987 }),
   'flex, hidden 48': bounds({ f16: 5.0e-3, int8: 1.124e-1, int4: 2.051 }),
+  'flex, vocab 9000 (a head in 3 slices)': bounds({ f16: 6.946e-3, int8: 1.353e-1, int4: 2.387 }),
 };
 // Trained models, |perplexity(dtype) / perplexity(f32) - 1| measured (flex, meki), perplexity 90.51 and 77.11:
 //   f16: 4.1e-8, 8.5e-10 (float32 reorderings: the f32 bundle runs compute.ort, the f16 one compute.onnx)
@@ -117,6 +120,8 @@ describe.each([
   ['flex, untied head', 'flex', { tie_word_embeddings: false }],
   // 48 is not a multiple of the block (32): the last block of every row is padded.
   ['flex, hidden 48', 'flex', { hidden_size: 48 }],
+  // More rows than HEAD_SLICE_ROWS (src/model/compute-weights.ts): the head runs as 3 MatMulNBits.
+  ['flex, vocab 9000 (a head in 3 slices)', 'flex', { vocab_size: 9000 }],
 ] as const)('random tiny %s: logits on eval.txt in onnxruntime-web', (label, arch, overrides: Partial<ConfigInput>) => {
   const name = label.replace(/\W+/g, '-');
   const checkpoint = join(dir.path, `${name}-checkpoint`);
@@ -151,6 +156,13 @@ describe.each([
     expect(domains('f16')).toEqual(['']);
     expect(domains('int8')).toEqual(['', 'com.microsoft']);
     expect(domains('int4')).toEqual(['', 'com.microsoft']);
+  });
+
+  it.each(['int8', 'int4'] as const)('%s runs a head of more than HEAD_SLICE_ROWS rows in slices', (dtype) => {
+    const graph = onnxProto.onnx.ModelProto.decode(readFileSync(join(dir.path, `${name}-${dtype}`, 'compute.onnx')));
+    const V = bundles[dtype]!.local.manifest.config.vocab_size;
+    const slices = (graph.graph?.initializer ?? []).filter((t) => /\.q\.rows\d+$/.test(t.name ?? '')).length;
+    expect(slices).toBe(V > HEAD_SLICE_ROWS ? Math.ceil(V / HEAD_SLICE_ROWS) : 0);
   });
 
   it.each(DTYPES)('%s gives the f32 logits within the measured bound', async (dtype) => {

@@ -6,8 +6,8 @@
  *   f16        the weight stored as float16, `Cast` to float at load (onnxruntime folds the Cast
  *              of an initializer, so it computes as f32 and the object is half the size)
  *   int8/int4  `MatMulNBits` (weight-only, blockwise, src/model/quantize.ts) for Linear layers and
- *              the head; `GatherBlockQuantized` for the embedding. A tied embedding and head read
- *              one packed tensor, [V, blocks, block bytes]: the layout of both operators.
+ *              the head (in slices of HEAD_SLICE_ROWS); `GatherBlockQuantized` for the embedding.
+ *              Both operators read packed rows [rows, blocks, block bytes].
  *
  * The f32 graph never comes here (src/model/model.ts keeps its own code for it, so its bytes do
  * not change).
@@ -16,6 +16,14 @@ import { CONTRIB_DOMAIN, type GraphBuilder } from '../onnx/graph-builder.ts';
 import { bitsOf, QUANT_BLOCK_SIZE, quantizeBlockwise, toFloat16Bytes, type ComputeDtype } from './quantize.ts';
 
 export type QuantizedDtype = Exclude<ComputeDtype, 'f32'>;
+
+/**
+ * Vocabulary rows per MatMulNBits of a quantized LM head. onnxruntime-web's WASM kernel has no 4- or
+ * 8-bit GEMM: each run dequantizes the whole weight into an f32 scratch buffer, and a wasm memory
+ * never shrinks, so one head of V rows would hold V × d × 4 bytes of the isolate for good
+ * (docs/BENCHMARKS.md §4b). Slices of this many rows bound that buffer to 4096 × d × 4.
+ */
+export const HEAD_SLICE_ROWS = 4096;
 
 interface Packed {
   data: string;
@@ -27,8 +35,8 @@ interface Packed {
 }
 
 export class ComputeWeights {
-  /** The scales of each packed tensor, for the gather's copy of them. */
-  private readonly scales = new Map<string, Float32Array>();
+  /** Each quantized tensor's packed bytes and scales: for the gather's copy of the scales and the head's slices. */
+  private readonly quantized = new Map<string, { data: Uint8Array; scales: Float32Array }>();
 
   constructor(
     private readonly g: GraphBuilder,
@@ -48,16 +56,17 @@ export class ComputeWeights {
       }
       return g.matmul(x, g.cast(transposed, 'float'));
     }
-    return this.matMulNBits(x, this.packed(name));
+    return this.matMulNBits(x, this.packedRows(name, 0, this.shapeOf(name)[0]));
   }
 
   /** E[ids] for the embedding E [V, d] and ids [B, T]: [B, T, d]. */
   embed(ids: string, name: string): string {
     const g = this.g;
     if (this.dtype === 'f16') return g.cast(g.gather(this.float16(name), ids), 'float');
-    const p = this.packed(name);
+    const p = this.packedRows(name, 0, this.shapeOf(name)[0], false);
     const blockScales = `${name}.scales.gather`; // GatherBlockQuantized wants scales of the data's rank
-    if (!g.hasInitializer(blockScales)) g.rawInitializer(blockScales, 'float', bytesOf(this.scalesOf(name)), [p.rows, p.blocks, 1]);
+    if (!g.hasInitializer(blockScales))
+      g.rawInitializer(blockScales, 'float', bytesOf(this.quantizedOf(name).scales), [p.rows, p.blocks, 1]);
     // Its kernel in onnxruntime-web takes int32 indices only.
     const gathered = g.node(
       'GatherBlockQuantized',
@@ -69,11 +78,21 @@ export class ComputeWeights {
     return p.blocks * QUANT_BLOCK_SIZE === p.cols ? rows : g.slice(rows, 0, p.cols, 2);
   }
 
-  /** flat · Wᵀ for the head W [V, d] (the embedding when tied); flat [B·T, d] -> [B·T, V]. */
+  /**
+   * flat · Wᵀ for the head W [V, d] (the embedding when tied); flat [B·T, d] -> [B·T, V], in slices of
+   * HEAD_SLICE_ROWS rows. A tied head's slices are a second copy of the embedding's packed bytes
+   * (0.5 or 1 byte per weight): the gather needs them whole, and that copy costs far less than the
+   * f32 scratch a whole head would keep.
+   */
   head(flat: string, name: string): string {
     const g = this.g;
     if (this.dtype === 'f16') return g.node('Gemm', [flat, g.cast(this.float16(name), 'float')], { transB: 1 });
-    return this.matMulNBits(flat, this.packed(name));
+    const [V] = this.shapeOf(name);
+    if (V <= HEAD_SLICE_ROWS) return this.matMulNBits(flat, this.packedRows(name, 0, V));
+    const parts: string[] = [];
+    for (let first = 0; first < V; first += HEAD_SLICE_ROWS)
+      parts.push(this.matMulNBits(flat, this.packedRows(name, first, Math.min(HEAD_SLICE_ROWS, V - first))));
+    return g.concat(parts, -1);
   }
 
   private bits(): 4 | 8 {
@@ -93,25 +112,38 @@ export class ComputeWeights {
     return f16;
   }
 
-  private scalesOf(name: string): Float32Array {
-    const s = this.scales.get(name);
-    if (!s) throw new Error(`${name} has not been quantized`);
-    return s;
+  /** W [rows, cols] quantized once per name (a tied embedding and head share it). */
+  private quantizedOf(name: string): { data: Uint8Array; scales: Float32Array } {
+    let q = this.quantized.get(name);
+    if (!q) {
+      const [rows, cols] = this.shapeOf(name);
+      q = quantizeBlockwise(this.weights.tensor(name), rows, cols, this.bits());
+      this.quantized.set(name, q);
+    }
+    return q;
   }
 
-  /** W [rows, cols] quantized once per name (a tied embedding and head share it): `.q` and `.scales`. */
-  private packed(name: string): Packed {
+  /**
+   * Rows [first, first + count) of W packed, as initializers added on first use: `.q` and `.scales`
+   * for the whole matrix, `.q.rows<first>` and `.scales.rows<first>` for a slice of it.
+   */
+  private packedRows(name: string, first: number, count: number, withScales = true): Packed {
     const [rows, cols] = this.shapeOf(name);
     const blocks = Math.ceil(cols / QUANT_BLOCK_SIZE);
-    const data = `${name}.q`;
-    const scales = `${name}.scales`;
-    if (!this.g.hasInitializer(data)) {
-      const q = quantizeBlockwise(this.weights.tensor(name), rows, cols, this.bits());
-      this.g.rawInitializer(data, 'uint8', q.data, [rows, blocks, q.data.length / (rows * blocks)]);
-      this.g.rawInitializer(scales, 'float', bytesOf(q.scales), [rows, blocks]);
-      this.scales.set(name, q.scales);
-    }
-    return { data, scales, rows, cols, blocks };
+    const suffix = first === 0 && count === rows ? '' : `.rows${first}`;
+    const data = `${name}.q${suffix}`;
+    const scales = `${name}.scales${suffix}`;
+    const q = this.quantizedOf(name);
+    const rowBytes = q.data.length / rows;
+    if (!this.g.hasInitializer(data))
+      this.g.rawInitializer(data, 'uint8', q.data.subarray(first * rowBytes, (first + count) * rowBytes), [
+        count,
+        blocks,
+        rowBytes / blocks,
+      ]);
+    if (withScales && !this.g.hasInitializer(scales))
+      this.g.rawInitializer(scales, 'float', bytesOf(q.scales.subarray(first * blocks, (first + count) * blocks)), [count, blocks]);
+    return { data, scales, rows: count, cols, blocks };
   }
 }
 

@@ -78,11 +78,11 @@ export function opsetDomains(graph: Uint8Array): string[] {
   return (onnxProto.onnx.ModelProto.decode(graph).opsetImport ?? []).map((o) => o.domain ?? '');
 }
 
-/** The checkpoint tensors a quantized compute graph holds packed: its initializers named `<tensor>.q`. */
+/** The checkpoint tensors a quantized compute graph holds packed: its initializers named `<tensor>.q` (or `<tensor>.q.rows<first>`, a slice). */
 export function quantizedTensorNames(graph: Uint8Array): Set<string> {
   const model = onnxProto.onnx.ModelProto.decode(graph);
-  const names = (model.graph?.initializer ?? []).map((t) => t.name ?? '').filter((n) => n.endsWith('.q'));
-  return new Set(names.map((n) => n.slice(0, -'.q'.length)));
+  const packed = (model.graph?.initializer ?? []).map((t) => (t.name ?? '').match(/^(.*)\.q(?:\.rows\d+)?$/)?.[1]);
+  return new Set(packed.filter((name): name is string => name !== undefined));
 }
 
 /**
