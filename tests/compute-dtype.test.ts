@@ -158,12 +158,18 @@ describe.each([
     expect(domains('int4')).toEqual(['', 'com.microsoft']);
   });
 
-  it.each(['int8', 'int4'] as const)('%s runs a head of more than HEAD_SLICE_ROWS rows in slices', (dtype) => {
-    const graph = onnxProto.onnx.ModelProto.decode(readFileSync(join(dir.path, `${name}-${dtype}`, 'compute.onnx')));
-    const V = bundles[dtype]!.local.manifest.config.vocab_size;
-    const slices = (graph.graph?.initializer ?? []).filter((t) => /\.q\.rows\d+$/.test(t.name ?? '')).length;
-    expect(slices).toBe(V > HEAD_SLICE_ROWS ? Math.ceil(V / HEAD_SLICE_ROWS) : 0);
-  });
+  it.each(['int8', 'int4'] as const)(
+    '%s runs a head of more than HEAD_SLICE_ROWS rows in slices, and the embedding reads them',
+    (dtype) => {
+      const graph = onnxProto.onnx.ModelProto.decode(readFileSync(join(dir.path, `${name}-${dtype}`, 'compute.onnx')));
+      const V = bundles[dtype]!.local.manifest.config.vocab_size;
+      const slices = (graph.graph?.initializer ?? []).filter((t) => /\.q\.rows\d+$/.test(t.name ?? '')).length;
+      expect(slices).toBe(V > HEAD_SLICE_ROWS ? Math.ceil(V / HEAD_SLICE_ROWS) : 0);
+      // The embedding gathers from the same slices: the packed rows are stored once.
+      const whole = (graph.graph?.initializer ?? []).filter((t) => t.name === 'model.embed_tokens.weight.q').length;
+      expect(whole).toBe(V > HEAD_SLICE_ROWS ? 0 : 1);
+    },
+  );
 
   it.each(DTYPES)('%s gives the f32 logits within the measured bound', async (dtype) => {
     const diff = await diffTo(bundles[dtype]!);

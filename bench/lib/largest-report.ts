@@ -285,10 +285,13 @@ function blockers(r: LargestResult): string {
   copied in, the initializers deserialized out of them, GEMM weights prepacked); with the weights used in place and no prepacking it
   is ${ratio(['f32'], 'in-place')} (f32) and ${ratio(['int8', 'int4'], 'in-place')} (int8/int4). onnxruntime-web frees its copy of the graph bytes after create, so
   in-place weights need a change there (or weights given as external data that it keeps) before they can be served.
-- **int8/int4: \`MatMulNBits\` dequantizes the whole weight to f32 at run time in this wasm build**, and the arena keeps the buffer:
-  the first run grows the wasm memory by ${head.join(', ')} MiB (growth of vocab × d × 4 bytes, the tied LM head as f32), for every
-  quantized model above. The LM head alone then costs 4 bytes per embedding value, as f32 would; splitting it into vocabulary slices
-  (one \`MatMulNBits\` per slice, concatenated) would bound that buffer to one slice. A full dequantization per run is also consistent with int8/int4 decoding slower than f32 here (not measured apart).
+- **int8/int4: \`MatMulNBits\` dequantizes its whole weight to f32 on every run in this wasm build**, and the wasm heap keeps the
+  buffer. In the graphs measured here before the head was split, the first run grew the wasm memory by ${head.join(', ')} MiB (vocab × d × 4
+  bytes: the tied LM head as f32). \`flexmem build\` now runs a quantized head as slices of 4,096 vocabulary rows
+  (\`HEAD_SLICE_ROWS\`, src/model/compute-weights.ts) and the embedding gathers from the same slices: the scratch is one slice and the
+  table is stored once (docs/quantization.md: d768 int4, 171.5 → 68.4 MiB of wasm memory after a prefill, in Node). Rows of the tables
+  above measured after that change have no such growth. A full dequantization per run is also consistent with int8/int4 decoding
+  slower than f32 here (not measured apart).
 - **f16 is f32 at load**: f16 holds as much wasm memory as f32 (more than f32 with in-place weights), as expected if each weight's
   \`Cast\` is folded into an f32 copy (cli/build-bundle.ts says so of build-time optimization).
 - **The embedding/LM head is part of the compute path**: vocab × d values, ${millions(32768 * 768)} at d 768 and ${millions(32768 * 1024)} at d 1024 with a

@@ -59,18 +59,41 @@ export class ComputeWeights {
     return this.matMulNBits(x, this.packedRows(name, 0, this.shapeOf(name)[0]));
   }
 
-  /** E[ids] for the embedding E [V, d] and ids [B, T]: [B, T, d]. */
+  /**
+   * E[ids] for the embedding E [V, d] and ids [B, T]: [B, T, d]. Past HEAD_SLICE_ROWS rows it reads
+   * the head's slices (for a tied head, the packed rows are then stored once): one gather per slice,
+   * each row taken from the slice its id falls in and 0 from the others, so the sum is exact.
+   */
   embed(ids: string, name: string): string {
     const g = this.g;
     if (this.dtype === 'f16') return g.cast(g.gather(this.float16(name), ids), 'float');
-    const p = this.packedRows(name, 0, this.shapeOf(name)[0], false);
-    const blockScales = `${name}.scales.gather`; // GatherBlockQuantized wants scales of the data's rank
-    if (!g.hasInitializer(blockScales))
-      g.rawInitializer(blockScales, 'float', bytesOf(this.quantizedOf(name).scales), [p.rows, p.blocks, 1]);
+    const [V] = this.shapeOf(name);
+    if (V <= HEAD_SLICE_ROWS) return this.gatherRows(name, 0, V, g.cast(ids, 'int32'));
+    const parts: string[] = [];
+    for (let first = 0; first < V; first += HEAD_SLICE_ROWS) {
+      const count = Math.min(HEAD_SLICE_ROWS, V - first);
+      const local = g.node('Sub', [ids, g.constInt64([first], [])]);
+      const zero = g.constInt64([0], []);
+      const inSlice = g.node('And', [g.node('GreaterOrEqual', [local, zero]), g.node('Less', [local, g.constInt64([count], [])])]);
+      const rows = this.gatherRows(name, first, count, g.cast(g.node('Where', [inSlice, local, zero]), 'int32'));
+      parts.push(g.node('Where', [g.unsqueeze(inSlice, [-1]), rows, g.constFloat([0], [])]));
+    }
+    return g.node('Sum', parts);
+  }
+
+  /** Rows [first, first + count) of E gathered at int32 `ids` (relative to `first`): [B, T, d]. */
+  private gatherRows(name: string, first: number, count: number, ids: string): string {
+    const g = this.g;
+    const p = this.packedRows(name, first, count, false);
+    const blockScales = `${name}.scales.gather${this.suffixOf(name, first, count)}`; // GatherBlockQuantized wants scales of the data's rank
+    if (!g.hasInitializer(blockScales)) {
+      const scales = this.quantizedOf(name).scales.subarray(first * p.blocks, (first + count) * p.blocks);
+      g.rawInitializer(blockScales, 'float', bytesOf(scales), [count, p.blocks, 1]);
+    }
     // Its kernel in onnxruntime-web takes int32 indices only.
     const gathered = g.node(
       'GatherBlockQuantized',
-      [p.data, g.cast(ids, 'int32'), blockScales],
+      [p.data, ids, blockScales],
       { gather_axis: 0, quantize_axis: 2, block_size: QUANT_BLOCK_SIZE, bits: this.bits() },
       CONTRIB_DOMAIN,
     ); // [..., blocks, block]
@@ -80,9 +103,7 @@ export class ComputeWeights {
 
   /**
    * flat · Wᵀ for the head W [V, d] (the embedding when tied); flat [B·T, d] -> [B·T, V], in slices of
-   * HEAD_SLICE_ROWS rows. A tied head's slices are a second copy of the embedding's packed bytes
-   * (0.5 or 1 byte per weight): the gather needs them whole, and that copy costs far less than the
-   * f32 scratch a whole head would keep.
+   * HEAD_SLICE_ROWS rows (the embedding gathers from the same slices).
    */
   head(flat: string, name: string): string {
     const g = this.g;
@@ -112,6 +133,11 @@ export class ComputeWeights {
     return f16;
   }
 
+  /** Initializer-name suffix of rows [first, first + count) of W: none for all of it. */
+  private suffixOf(name: string, first: number, count: number): string {
+    return first === 0 && count === this.shapeOf(name)[0] ? '' : `.rows${first}`;
+  }
+
   /** W [rows, cols] quantized once per name (a tied embedding and head share it). */
   private quantizedOf(name: string): { data: Uint8Array; scales: Float32Array } {
     let q = this.quantized.get(name);
@@ -130,7 +156,7 @@ export class ComputeWeights {
   private packedRows(name: string, first: number, count: number, withScales = true): Packed {
     const [rows, cols] = this.shapeOf(name);
     const blocks = Math.ceil(cols / QUANT_BLOCK_SIZE);
-    const suffix = first === 0 && count === rows ? '' : `.rows${first}`;
+    const suffix = this.suffixOf(name, first, count);
     const data = `${name}.q${suffix}`;
     const scales = `${name}.scales${suffix}`;
     const q = this.quantizedOf(name);
