@@ -1,7 +1,8 @@
 /**
  * The V8 heap of the user worker's isolate, read through workerd's inspector (Chrome DevTools
- * protocol): JS heap used/total plus backingStorageSize (ArrayBuffers, including wasm memory),
- * which is what an isolate's 128 MB budget is charged for.
+ * protocol): JS heap used/total plus backingStorageSize (ArrayBuffers), and the WebAssembly
+ * memories apart (`wasmMemoryBytes`): backingStorageSize does not count them, and the isolate's
+ * 128 MB budget counts both.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';

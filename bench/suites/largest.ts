@@ -5,7 +5,7 @@
  * worker in workerd (Miniflare) from s3rver, one model per fresh workerd process, one at a time.
  *
  * Per model and compute dtype: compute parameters, graph bytes, table bytes; the isolate's memory
- * (V8 heap used + ArrayBuffers, which hold onnxruntime's wasm memory) after a full GC once the
+ * (V8 heap used + ArrayBuffers, plus onnxruntime's wasm memory read apart) after a full GC once the
  * bundle is loaded and again after serving, the largest value sampled without GC while the cold
  * request ran (a lower bound of the peak), and workerd's RSS and its high-water mark; cold time
  * to first token split into instance start, first request, bundle load (response headers) and the
