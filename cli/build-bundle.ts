@@ -50,14 +50,15 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
   try {
     const writeObject = (path: string, bytes: Uint8Array): ObjectRef => writeStagedObject(staging, path, bytes);
     const computeDtype = options.computeDtype ?? 'f32';
-    const compute = writeObject('compute.onnx', buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input', { computeDtype }));
+    const computeGraph = buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input', { computeDtype });
+    const compute = writeObject('compute.onnx', computeGraph);
     // What the worker and the CLI load instead of compute.onnx: no graph optimization on a cold isolate.
     // Not for f16: optimizing folds each weight's Cast into an f32 copy, undoing what f16 is for, an
     // object half the size (docs/quantization.md).
     const computeOptimized =
       options.optimizedGraph === false || computeDtype === 'f16'
         ? undefined
-        : writeObject('compute.ort', await optimizeGraph(readFileSync(join(staging, compute.path))));
+        : writeObject('compute.ort', await optimizeGraph(computeGraph));
     const tokenizer = writeObject('tokenizer.json', readFileSync(join(checkpointDir, 'tokenizer.json')));
     const reference = options.reference
       ? writeObject('reference.onnx', buildDecoderGraph(checkpoint.config, checkpoint.weights, 'computed-in-graph'))

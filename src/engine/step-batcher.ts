@@ -43,7 +43,7 @@ const PATIENCE = 3;
 /**
  * A run still unsettled after this long is abandoned: its steps fail and the batcher takes new ones.
  * A run awaits the session queue, which other requests' prompts share; should the request that
- * started it be cancelled in a way that drops the run's continuation, `running` would otherwise stay
+ * started it be cancelled in a way that drops the run's continuation, the run would otherwise stay
  * set and every decode step of the isolate would wait forever. A real run takes milliseconds; the
  * queue ahead of it, a few prompts (admission bounds them).
  */
@@ -106,10 +106,11 @@ export class StepBatcher {
   readonly stats: BatcherStats = { runs: 0, rows: 0, paddedRows: 0, rebuilds: 0 };
   private readonly parts: BatcherParts;
   private readonly wait: (run: () => void) => void;
+  private readonly now: () => number;
+  private readonly takesRows: boolean;
   private pending: PendingStep[] = [];
   private current: MergedBatch | null = null;
-  private running = false;
-  /** The run in flight: which it is (a stale one's outputs are dropped), when it began, its steps. */
+  /** The run in flight, if any: which it is (a stale one's outputs are dropped), when it began, its steps. */
   private inFlight: { ticket: number; startedAt: number; steps: PendingStep[] } | null = null;
   private tickets = 0;
 
@@ -117,6 +118,8 @@ export class StepBatcher {
     if (!(parts.maxBatch >= 2)) throw new Error(`a step batcher needs maxBatch of at least 2, got ${parts.maxBatch}`);
     this.parts = parts;
     this.wait = parts.wait ?? ((run) => setTimeout(run, 0));
+    this.now = parts.now ?? Date.now;
+    this.takesRows = parts.session.inputNames.includes(GRAPH_IO.memoryRows);
   }
 
   /** One decode step of `state` (one token, its memory row); resolves to its logits [V]. */
@@ -185,9 +188,9 @@ export class StepBatcher {
    * stragglers ride along padded).
    */
   private pump(timerFired: boolean): void {
-    if (this.running) {
-      const now = (this.parts.now ?? Date.now)();
-      if (!this.inFlight || now - this.inFlight.startedAt < ABANDON_RUN_AFTER_MS) return;
+    if (this.inFlight) {
+      const now = this.now();
+      if (now - this.inFlight.startedAt < ABANDON_RUN_AFTER_MS) return;
       this.abandon(this.inFlight.steps);
     }
     const steps = this.pending.length;
@@ -204,8 +207,7 @@ export class StepBatcher {
   }
 
   private async flush(): Promise<void> {
-    if (this.running || !this.pending.length) return;
-    this.running = true;
+    if (this.inFlight || !this.pending.length) return;
     // Members of the current batch first, so a full batch keeps its merged cache.
     const current = this.current;
     const order = (p: PendingStep) => (current && p.state.seat?.batch === current ? 0 : 1);
@@ -213,7 +215,7 @@ export class StepBatcher {
     const chosen = sorted.slice(0, this.parts.maxBatch);
     this.pending = sorted.slice(this.parts.maxBatch);
     const ticket = ++this.tickets;
-    this.inFlight = { ticket, startedAt: (this.parts.now ?? Date.now)(), steps: chosen };
+    this.inFlight = { ticket, startedAt: this.now(), steps: chosen };
     try {
       await this.run(chosen, ticket);
     } catch (error) {
@@ -221,18 +223,14 @@ export class StepBatcher {
     } finally {
       // Steps that arrived during the run are left to their own timers: starting the next run here
       // would run it in this request's context, which may end before that run settles (workerd then
-      // drops its continuation, and `running` would never be cleared: see ABANDON_RUN_AFTER_MS).
-      if (this.inFlight?.ticket === ticket) {
-        this.running = false;
-        this.inFlight = null;
-      }
+      // drops its continuation, and the run would never be cleared: see ABANDON_RUN_AFTER_MS).
+      if (this.inFlight?.ticket === ticket) this.inFlight = null;
     }
   }
 
   /** Fails a stuck run's steps and frees the batcher; the members keep their seats (a run changes them only once it returns). */
   private abandon(steps: PendingStep[]): void {
     this.inFlight = null;
-    this.running = false;
     const error = new Error(`a batched decode step did not finish within ${ABANDON_RUN_AFTER_MS} ms; it was abandoned`);
     for (const p of steps) p.reject(error);
   }
@@ -240,8 +238,7 @@ export class StepBatcher {
   private async run(chosen: PendingStep[], ticket: number): Promise<void> {
     const { session, Tensor, config } = this.parts;
     // The graph's memory row width is the width of the rows the decoders fetched (one token each).
-    const takesRows = session.inputNames.includes(GRAPH_IO.memoryRows);
-    const rowValues = takesRows ? (chosen[0].rows?.length ?? 0) : 0;
+    const rowValues = this.takesRows ? (chosen[0].rows?.length ?? 0) : 0;
     const { num_hidden_layers: L, vocab_size: V } = config;
     const batch = this.reusable(chosen) ?? this.rebuild(chosen);
     const B = batch.members.length;
@@ -265,7 +262,7 @@ export class StepBatcher {
     feeds[GRAPH_IO.inputIds] = new Tensor('int64', ids, [B, 1]);
     feeds[GRAPH_IO.positionIds] = new Tensor('int64', positions, [B, 1]);
     feeds[GRAPH_IO.attentionMask] = new Tensor('int64', BigInt64Array.from(real, BigInt), [B, S + 1]);
-    if (takesRows) feeds[GRAPH_IO.memoryRows] = new Tensor('float32', rows, [B, 1, rowValues]);
+    if (this.takesRows) feeds[GRAPH_IO.memoryRows] = new Tensor('float32', rows, [B, 1, rowValues]);
     const out = await session.run(feeds);
     if (this.inFlight?.ticket !== ticket) return; // abandoned meanwhile: its steps have failed already
 
