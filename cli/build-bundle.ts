@@ -17,7 +17,7 @@ import { buildDecoderGraph, buildMemoryGraph } from '../src/model/model.ts';
 import type { ComputeDtype } from '../src/model/quantize.ts';
 import { readCheckpoint, readJsonFile, type Checkpoint } from './checkpoint.ts';
 import { writeLens } from './build-lens.ts';
-import { optimizeGraph } from './optimize-graph.ts';
+import { optimizeGraph, WEIGHTS_PATH } from './optimize-graph.ts';
 
 export interface BuildOptions {
   dtype: TableDtype;
@@ -30,7 +30,7 @@ export interface BuildOptions {
   shardBytes?: number;
   /** Entries per list of the inspector's lens (src/inspect/lens-format.ts); 0 builds no lens. */
   lensK?: number;
-  /** Also write the compute graph optimized for onnxruntime's CPU kernels (compute.ort, cli/optimize-graph.ts); default true. */
+  /** Also write the compute graph optimized for onnxruntime's CPU kernels, its weights beside it (cli/optimize-graph.ts); default true. */
   optimizedGraph?: boolean;
 }
 
@@ -50,15 +50,7 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
   try {
     const writeObject = (path: string, bytes: Uint8Array): ObjectRef => writeStagedObject(staging, path, bytes);
     const computeDtype = options.computeDtype ?? 'f32';
-    const computeGraph = buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input', { computeDtype });
-    const compute = writeObject('compute.onnx', computeGraph);
-    // What the worker and the CLI load instead of compute.onnx: no graph optimization on a cold isolate.
-    // Not for f16: optimizing folds each weight's Cast into an f32 copy, undoing what f16 is for, an
-    // object half the size (docs/quantization.md).
-    const computeOptimized =
-      options.optimizedGraph === false || computeDtype === 'f16'
-        ? undefined
-        : writeObject('compute.ort', await optimizeGraph(computeGraph));
+    const computeObjects = await writeComputeObjects(staging, checkpoint, computeDtype, options.optimizedGraph !== false);
     const tokenizer = writeObject('tokenizer.json', readFileSync(join(checkpointDir, 'tokenizer.json')));
     const reference = options.reference
       ? writeObject('reference.onnx', buildDecoderGraph(checkpoint.config, checkpoint.weights, 'computed-in-graph'))
@@ -70,7 +62,7 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
       format: BUNDLE_FORMAT,
       config: checkpoint.config,
       computeDtype,
-      objects: { compute, computeOptimized, tokenizer, reference },
+      objects: { ...computeObjects, tokenizer, reference },
       tables,
       chatTemplate,
       lens,
@@ -85,6 +77,29 @@ export async function buildBundle(checkpointDir: string, bundleDir: string, opti
     rmSync(staging, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * compute.onnx as built, and what the worker and the CLI load instead: the graph optimized at build
+ * time (no graph optimization on a cold isolate) with its weights beside it (cli/optimize-graph.ts).
+ * Not for f16: optimizing folds each weight's Cast into an f32 copy, undoing what f16 is for, an
+ * object half the size (docs/quantization.md).
+ */
+export async function writeComputeObjects(
+  staging: string,
+  checkpoint: Checkpoint,
+  computeDtype: ComputeDtype,
+  optimize: boolean,
+): Promise<Pick<BundleManifest['objects'], 'compute' | 'computeOptimized' | 'computeWeights'>> {
+  const graph = buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input', { computeDtype });
+  const compute = writeStagedObject(staging, 'compute.onnx', graph);
+  if (!optimize || computeDtype === 'f16') return { compute };
+  const optimized = await optimizeGraph(graph);
+  return {
+    compute,
+    computeOptimized: writeStagedObject(staging, 'compute.optimized.onnx', optimized.graph),
+    computeWeights: writeStagedObject(staging, WEIGHTS_PATH, optimized.weights),
+  };
 }
 
 export function writeStagedObject(staging: string, path: string, bytes: Uint8Array): ObjectRef {

@@ -3,10 +3,11 @@
  * (src/serving/serving-core.ts) with onnxruntime-node: the folder is seen as a store that holds
  * one version, and its rows come through the same memory hierarchy (no page caches).
  */
+import { readFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { MANIFEST_FILE, parseManifest, type BundleManifest } from '../src/bundle/manifest.ts';
+import { MANIFEST_FILE, parseManifest, servedGraphObjects, type BundleManifest, type ObjectRef } from '../src/bundle/manifest.ts';
 import type { CountedRowSource } from '../src/memory/memory-hierarchy.ts';
 import type { Decoder } from '../src/engine/decoder.ts';
 import { InputError } from '../src/errors.ts';
@@ -17,10 +18,11 @@ import {
   type ServingCore,
   type ServingParts,
 } from '../src/serving/serving-core.ts';
-import { sessionOptionsFor } from '../src/serving/session-options.ts';
+import type { GraphObjects } from '../src/serving/session-options.ts';
 import { bundleKey, type ByteRange, type ObjectStore } from '../src/storage/object-store.ts';
 import type { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { readJsonFile } from './checkpoint.ts';
+import { createNodeSession } from './node-session.ts';
 
 /**
  * Bundle folders as a read-only store holding the versions their manifests name: one folder for
@@ -80,11 +82,22 @@ export function readLocalManifest(dir: string): BundleManifest {
   return parseManifest(readJsonFile(join(dir, MANIFEST_FILE), `${MANIFEST_FILE} (is ${dir} a bundle?)`), join(dir, MANIFEST_FILE));
 }
 
+/** The graph the worker serves (servedGraphObjects), read from a bundle folder as a runtime is handed it. */
+export function readServedGraph(dir: string, manifest: BundleManifest): GraphObjects {
+  const [graph, weights] = servedGraphObjects(manifest);
+  const read = (ref: ObjectRef) => new Uint8Array(readFileSync(join(dir, ref.path)));
+  return {
+    graph: read(graph),
+    optimized: graph !== manifest.objects.compute,
+    weights: weights && { path: weights.path, data: read(weights) },
+  };
+}
+
 /** The serving core over one bundle folder, with onnxruntime-node (or another runtime's parts). */
 export function localServingCore(dir: string, manifest: BundleManifest, parts: Partial<ServingParts> = {}): ServingCore {
   return createServingCore({
     origin: new BundleFolderStore([{ dir, version: manifest.version }]),
-    createSession: (graph) => ort.InferenceSession.create(graph, sessionOptionsFor(graph)),
+    createSession: (graph) => createNodeSession(graph),
     Tensor: ort.Tensor,
     ...parts,
     settings: { ...LOCAL_SETTINGS, ...parts.settings },

@@ -1,31 +1,44 @@
 /**
- * Optimizes a compute graph once, at build time, with onnxruntime-node, and writes it in ORT
- * format, which onnxruntime-web's WASM build loads with its own optimizer off
- * (src/serving/session-options.ts): the cold isolate skips the graph rewrites it would otherwise
- * redo on every first load. 'extended' fusions only: the CPU kernels of both runtimes implement
- * them; 'all' would add layout rewrites specific to the machine that runs the build. The bytes are
- * made canonical (cli/ort-format.ts), so the same graph always optimizes to the same object and a
- * rebuilt bundle keeps its version id.
+ * Optimizes a compute graph once, at build time, with onnxruntime-node: the cold isolate loads it
+ * with onnxruntime's own optimizer off (src/serving/session-options.ts) and skips the graph
+ * rewrites it would otherwise redo on every first load. 'extended' fusions only: the CPU kernels of
+ * both runtimes implement them; 'all' would add layout rewrites specific to the machine that runs
+ * the build.
+ *
+ * The result is an ONNX graph whose weights are a second object, ONNX external data: onnxruntime-web
+ * copies each weight from it straight to the buffer it keeps, where a graph with its weights inside
+ * is first copied whole into the wasm heap, which never shrinks (docs/architecture.md "Weights
+ * beside the graph"). onnxruntime-node writes both deterministically, so the same graph always
+ * gives the same objects and a rebuilt bundle keeps its version id.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { canonicalOrtGraph } from './ort-format.ts';
 
-export async function optimizeGraph(graph: Uint8Array): Promise<Uint8Array> {
+/** The name the optimized graph gives its external data, and so the path of that object in a bundle. */
+export const WEIGHTS_PATH = 'compute.weights';
+
+export interface OptimizedGraph {
+  /** The optimized ONNX graph, without the weights of its larger initializers. */
+  graph: Uint8Array;
+  /** Those weights: the external data `graph` reads from WEIGHTS_PATH. */
+  weights: Uint8Array;
+}
+
+export async function optimizeGraph(graph: Uint8Array): Promise<OptimizedGraph> {
   const dir = mkdtempSync(join(tmpdir(), 'flexmem-optimize-'));
   try {
     const input = join(dir, 'graph.onnx');
-    const output = join(dir, 'graph.ort');
+    const output = join(dir, 'optimized.onnx');
     writeFileSync(input, graph);
     const session = await ort.InferenceSession.create(input, {
       graphOptimizationLevel: 'extended',
       optimizedModelFilePath: output,
-      extra: { session: { save_model_format: 'ORT' } },
+      extra: { session: { optimized_model_external_initializers_file_name: WEIGHTS_PATH } },
     });
     await session.release();
-    return canonicalOrtGraph(new Uint8Array(readFileSync(output)));
+    return { graph: new Uint8Array(readFileSync(output)), weights: new Uint8Array(readFileSync(join(dir, WEIGHTS_PATH))) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

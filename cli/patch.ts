@@ -103,6 +103,7 @@ export async function publishPatch(
     objects: {
       compute: shared(base.objects.compute),
       ...(base.objects.computeOptimized ? { computeOptimized: shared(base.objects.computeOptimized) } : {}),
+      ...(base.objects.computeWeights ? { computeWeights: shared(base.objects.computeWeights) } : {}),
       tokenizer: shared(base.objects.tokenizer),
     },
     tables: { layout, shards: tables.shards.map(shared), checksums: shared(tables.checksums) },

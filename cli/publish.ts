@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
-import { MANIFEST_FILE, parseManifest, type BundleManifest, type ObjectRef } from '../src/bundle/manifest.ts';
+import { bundleObjects, MANIFEST_FILE, parseManifest, type BundleManifest, type ObjectRef } from '../src/bundle/manifest.ts';
 import { InputError } from '../src/errors.ts';
 import { Catalog } from '../src/storage/catalog.ts';
 import { bundleKey, objectKey, type ModelPointer, type ObjectStore } from '../src/storage/object-store.ts';
@@ -39,18 +39,7 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 
 /** The objects a version owns (not those it shares with a base). */
 export function ownObjects(manifest: BundleManifest): ObjectRef[] {
-  const all = [
-    manifest.objects.compute,
-    manifest.objects.computeOptimized,
-    manifest.objects.tokenizer,
-    manifest.objects.reference,
-    ...(manifest.tables?.shards ?? []),
-    manifest.tables?.checksums,
-    manifest.overrides,
-    manifest.lens?.entries,
-    manifest.lens?.overrides,
-  ];
-  return all.filter((o): o is ObjectRef => !!o && !o.from);
+  return bundleObjects(manifest).filter((o) => !o.from);
 }
 
 /** Reads a local bundle folder and checks every file against its manifest before anything is sent. */
@@ -90,8 +79,7 @@ export async function publishVersion(
     result.alreadyPublished = true;
     result.skippedObjects = payloads.length;
   } else {
-    const objects = [manifest.objects.compute, manifest.objects.computeOptimized, ...(manifest.tables?.shards ?? [])];
-    for (const shared of objects.filter((o): o is ObjectRef => !!o?.from)) {
+    for (const shared of bundleObjects(manifest).filter((o) => o.from)) {
       if (!(await catalog.published(shared.from!)))
         throw new InputError(`version ${version} builds on ${shared.from}, which is not complete in this store`);
     }

@@ -25,6 +25,7 @@ describe('flexmem build', () => {
     const objects = [
       manifest.objects.compute,
       manifest.objects.computeOptimized!,
+      manifest.objects.computeWeights!,
       manifest.objects.tokenizer,
       manifest.objects.reference!,
       ...tables!.shards,

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundle } from '../cli/build-bundle.ts';
 import { readCheckpoint } from '../cli/checkpoint.ts';
 import { localServingCore, readLocalManifest } from '../cli/local-bundle.ts';
+import { createNodeSession } from '../cli/node-session.ts';
 import { publishPatch } from '../cli/patch.ts';
 import { publishBundle } from '../cli/publish.ts';
 import { InputError } from '../src/errors.ts';
@@ -313,7 +314,7 @@ describe('a patch and its base', () => {
     const edits = join(dir.path, 'edits.json');
     writeFileSync(edits, JSON.stringify({ edits: [{ token: edited, op: 'scale', factor: -1, layers: [0, 2] }] }));
     const { version: patchVersion } = await publishPatch(store, baseVersion, edits, undefined);
-    const core = createServingCore({ origin: store, createSession: (g) => ort.InferenceSession.create(g), Tensor: ort.Tensor });
+    const core = createServingCore({ origin: store, createSession: (g) => createNodeSession(g), Tensor: ort.Tensor });
     try {
       const [base, patch] = await Promise.all([core.bundle(baseVersion), core.bundle(patchVersion)]);
       const diff = await diffVersions(core, base, patch, { top: 3 });

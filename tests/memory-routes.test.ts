@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalBundle, type LocalBundle } from '../cli/local-bundle.ts';
+import { createNodeSession } from '../cli/node-session.ts';
 import { publishPatch } from '../cli/patch.ts';
 import { diffVersions, inspectPrompt, inspectToken, parsePromptOptions, parseTokenOptions } from '../src/inspect/index.ts';
 import { createServingCore, type ServingCore } from '../src/serving/serving-core.ts';
@@ -121,7 +122,7 @@ describe('the prompt view', () => {
 describe('the diff', () => {
   let store: ServingCore;
   beforeAll(() => {
-    store = createServingCore({ origin: worker.bucket, createSession: (graph) => ort.InferenceSession.create(graph), Tensor: ort.Tensor });
+    store = createServingCore({ origin: worker.bucket, createSession: (graph) => createNodeSession(graph), Tensor: ort.Tensor });
   });
   afterAll(() => store?.close());
 

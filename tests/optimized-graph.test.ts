@@ -1,28 +1,32 @@
 /**
- * The compute graph optimized at build time (cli/optimize-graph.ts: ORT format, compute.ort) is a
- * bundle object like any other: listed with its size and sha256, part of the version id, the same
- * bytes on every build, published with the version and shared by a patch. The worker and the CLI
- * load it (src/serving/model-registry.ts, `optimized`) with the load-time work switched off
- * (src/serving/session-options.ts), and it must compute what compute.onnx computes: within the
- * parity tolerance of tests/parity.test.ts widened to 1e-4 (fused kernels may sum in another
- * order), over a prefill and cached decode steps, in onnxruntime-web's WASM and in onnxruntime-node.
+ * The compute graph optimized at build time (cli/optimize-graph.ts: compute.optimized.onnx, its
+ * weights beside it in compute.weights) is a pair of bundle objects like any other: listed with
+ * their sizes and sha256, part of the version id, the same bytes on every build, published with the
+ * version and shared by a patch. The worker and the CLI load them (src/serving/model-registry.ts,
+ * `optimized`) with the load-time work switched off (src/serving/session-options.ts), and they must
+ * compute what compute.onnx computes: within the parity tolerance of tests/parity.test.ts widened to
+ * 1e-4 (fused kernels may sum in another order), over a prefill and cached decode steps, in
+ * onnxruntime-web's WASM and in onnxruntime-node. Bundles built before the weights were apart (one
+ * ORT-format compute.ort) still load.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-common';
+import onnxProto from 'onnx-proto';
 import * as ortNode from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildBundle } from '../cli/build-bundle.ts';
-import { localServingCore, openLocalBundle, readLocalManifest, type LocalBundle } from '../cli/local-bundle.ts';
-import { optimizeGraph } from '../cli/optimize-graph.ts';
+import { localServingCore, openLocalBundle, readLocalManifest, readServedGraph, type LocalBundle } from '../cli/local-bundle.ts';
+import { createNodeSession } from '../cli/node-session.ts';
+import { optimizeGraph, WEIGHTS_PATH } from '../cli/optimize-graph.ts';
 import { publishPatch } from '../cli/patch.ts';
 import { publishBundle } from '../cli/publish.ts';
 import { writeRandomCheckpoint } from '../cli/random-checkpoint.ts';
-import type { BundleManifest } from '../src/bundle/manifest.ts';
+import { MANIFEST_FILE, parseManifest, type BundleManifest, type ObjectRef } from '../src/bundle/manifest.ts';
 import { Decoder } from '../src/engine/decoder.ts';
 import { createServingCore, type GraphChoice } from '../src/serving/serving-core.ts';
-import { isOrtFormat, sessionOptionsFor } from '../src/serving/session-options.ts';
+import { sessionOptionsFor, type GraphObjects } from '../src/serving/session-options.ts';
 import { bundleKey } from '../src/storage/object-store.ts';
 import { MemoryStore } from './helpers/memory-store.ts';
 import { GraphBuilder } from '../src/onnx/graph-builder.ts';
@@ -42,15 +46,46 @@ async function tinyBundle(name: string, seed: number, optimizedGraph = true): Pr
   return join(dir.path, name);
 }
 
-/** onnxruntime-node as the CLI opens graphs, recording the sha256 and format of each graph it is given. */
-function recordingSessions(refuseOrtFormat = false) {
-  const graphs: { sha256: string; ort: boolean }[] = [];
-  const createSession = (graph: Uint8Array): Promise<InferenceSession> => {
-    graphs.push({ sha256: sha256(graph), ort: isOrtFormat(graph) });
-    if (refuseOrtFormat && isOrtFormat(graph)) return Promise.reject(new Error('this runtime cannot read the ORT format version'));
-    return ortNode.InferenceSession.create(graph, sessionOptionsFor(graph));
+/** The first bytes of an ORT-format graph: a flatbuffer whose file identifier is `ORTM`. */
+const isOrtFormat = (graph: Uint8Array) => new TextDecoder().decode(graph.subarray(4, 8)) === 'ORTM';
+
+interface OpenedGraph {
+  sha256: string;
+  optimized: boolean;
+  weights?: string;
+}
+
+/** onnxruntime-node as the CLI opens graphs, recording what it is given; optionally refusing optimized graphs. */
+function recordingSessions(refuseOptimized = false) {
+  const graphs: OpenedGraph[] = [];
+  const createSession = (graph: GraphObjects): Promise<InferenceSession> => {
+    graphs.push({
+      sha256: sha256(graph.graph),
+      optimized: graph.optimized,
+      ...(graph.weights ? { weights: sha256(graph.weights.data) } : {}),
+    });
+    if (refuseOptimized && graph.optimized) return Promise.reject(new Error('this runtime has no kernel for a fused operator'));
+    return createNodeSession(graph);
   };
   return { graphs, createSession };
+}
+
+/** What `optimized` should open for a bundle built with the optimized graph. */
+const optimizedPair = (m: BundleManifest): OpenedGraph => ({
+  sha256: m.objects.computeOptimized!.sha256,
+  optimized: true,
+  weights: m.objects.computeWeights!.sha256,
+});
+
+/** The initializers of an ONNX graph whose bytes are outside it, by the file it names. */
+function externalInitializers(graph: Uint8Array): Map<string, number> {
+  const files = new Map<string, number>();
+  for (const tensor of onnxProto.onnx.ModelProto.decode(graph).graph?.initializer ?? []) {
+    if (tensor.dataLocation !== onnxProto.onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const location = tensor.externalData?.find((entry) => entry.key === 'location')?.value ?? '';
+    files.set(location, (files.get(location) ?? 0) + 1);
+  }
+  return files;
 }
 
 describe('a bundle built with the optimized graph', () => {
@@ -66,25 +101,42 @@ describe('a bundle built with the optimized graph', () => {
     plain = readLocalManifest(plainPath);
   });
 
-  it('lists compute.ort with its size and sha256; it is in ORT format and part of the version id', () => {
-    const ref = manifest.objects.computeOptimized!;
-    expect(ref.path).toBe('compute.ort');
-    const bytes = readFileSync(join(path, ref.path));
-    expect(bytes.byteLength).toBe(ref.bytes);
-    expect(sha256(bytes)).toBe(ref.sha256);
-    expect(isOrtFormat(bytes)).toBe(true);
-    expect(isOrtFormat(readFileSync(join(path, manifest.objects.compute.path)))).toBe(false);
-    // The same checkpoint without it: the same compute.onnx, no compute.ort, another version.
+  it('lists the optimized graph and its weights with their sizes and sha256; both are part of the version id', () => {
+    const graphRef = manifest.objects.computeOptimized!;
+    const weightsRef = manifest.objects.computeWeights!;
+    expect([graphRef.path, weightsRef.path]).toEqual(['compute.optimized.onnx', WEIGHTS_PATH]);
+    for (const ref of [graphRef, weightsRef]) {
+      const bytes = readFileSync(join(path, ref.path));
+      expect(bytes.byteLength).toBe(ref.bytes);
+      expect(sha256(bytes)).toBe(ref.sha256);
+    }
+    // The graph keeps its structure and names its weights by the object's path; they are nearly all of compute.onnx.
+    const graph = new Uint8Array(readFileSync(join(path, graphRef.path)));
+    expect(isOrtFormat(graph)).toBe(false);
+    expect([...externalInitializers(graph).keys()]).toEqual([WEIGHTS_PATH]);
+    expect(graphRef.bytes).toBeLessThan(manifest.objects.compute.bytes / 10);
+    expect(weightsRef.bytes).toBeGreaterThan(manifest.objects.compute.bytes * 0.85);
+    // The same checkpoint without them: the same compute.onnx, no optimized objects, another version.
     expect(plain.objects.computeOptimized).toBeUndefined();
+    expect(plain.objects.computeWeights).toBeUndefined();
     expect(plain.objects.compute).toEqual(manifest.objects.compute);
     expect(plain.version).not.toBe(manifest.version);
   });
 
-  it('optimizes to the same bytes every time (onnxruntime writes its kernel type map in hash order)', async () => {
+  it('optimizes to the same bytes every time', async () => {
     const graph = new Uint8Array(readFileSync(join(path, manifest.objects.compute.path)));
-    const hashes = new Set<string>([manifest.objects.computeOptimized!.sha256]);
-    for (let i = 0; i < 3; i++) hashes.add(sha256(await optimizeGraph(graph)));
-    expect([...hashes]).toEqual([manifest.objects.computeOptimized!.sha256]);
+    const hashes = new Set<string>([`${manifest.objects.computeOptimized!.sha256} ${manifest.objects.computeWeights!.sha256}`]);
+    for (let i = 0; i < 3; i++) {
+      const optimized = await optimizeGraph(graph);
+      hashes.add(`${sha256(optimized.graph)} ${sha256(optimized.weights)}`);
+    }
+    expect(hashes.size).toBe(1);
+  });
+
+  it('refuses a manifest whose weights belong to no optimized graph', () => {
+    const raw = JSON.parse(readFileSync(join(path, MANIFEST_FILE), 'utf8')) as { objects: Record<string, unknown> };
+    delete raw.objects.computeOptimized;
+    expect(() => parseManifest(raw)).toThrow(/objects\.computeWeights: the weights of no computeOptimized graph/);
   });
 
   it('is what `optimized` loads; `compute` and a bundle built without it load compute.onnx', async () => {
@@ -95,9 +147,9 @@ describe('a bundle built with the optimized graph', () => {
       await core.close();
       return sessions.graphs;
     };
-    expect(await opened(path, manifest, 'optimized')).toEqual([{ sha256: manifest.objects.computeOptimized!.sha256, ort: true }]);
-    expect(await opened(path, manifest, 'compute')).toEqual([{ sha256: manifest.objects.compute.sha256, ort: false }]);
-    expect(await opened(plainPath, plain, 'optimized')).toEqual([{ sha256: plain.objects.compute.sha256, ort: false }]);
+    expect(await opened(path, manifest, 'optimized')).toEqual([optimizedPair(manifest)]);
+    expect(await opened(path, manifest, 'compute')).toEqual([{ sha256: manifest.objects.compute.sha256, optimized: false }]);
+    expect(await opened(plainPath, plain, 'optimized')).toEqual([{ sha256: plain.objects.compute.sha256, optimized: false }]);
   });
 
   it('falls back to compute.onnx, with a warning, in a runtime that cannot load it', async () => {
@@ -106,12 +158,14 @@ describe('a bundle built with the optimized graph', () => {
       const sessions = recordingSessions(true);
       const core = localServingCore(path, manifest, { createSession: sessions.createSession, settings: { graph: 'optimized' } });
       const bundle = await core.bundle(manifest.version);
-      expect(sessions.graphs.map((g) => g.ort)).toEqual([true, false]);
+      expect(sessions.graphs.map((g) => g.optimized)).toEqual([true, false]);
       const decoder = core.decoder(bundle, core.rows(bundle));
       const logits = await decoder.step(decoder.start(), [1, 2, 3]);
       expect(logits.length % manifest.config.vocab_size === 0 && logits.length > 0 && logits.every(Number.isFinite)).toBe(true);
       await core.close();
-      expect(warn).toHaveBeenCalledWith(expect.stringMatching(/compute\.ort does not load here .*; loading compute\.onnx instead/));
+      expect(warn).toHaveBeenCalledWith(
+        expect.stringMatching(/compute\.optimized\.onnx does not load here .*; loading compute\.onnx instead/),
+      );
     } finally {
       warn.mockRestore();
     }
@@ -133,24 +187,26 @@ describe('a bundle built with the optimized graph', () => {
     const optimized = await logitsOf(await openLocalBundle(path));
     const asBuilt = await logitsOf(await openLocalBundle(path, 'compute'));
     const diff = optimized.reduce((m, v, i) => Math.max(m, Math.abs(v - asBuilt[i])), 0);
-    console.log(`onnxruntime-node, compute.ort vs compute.onnx: max |Δ logit| = ${diff.toExponential(2)}`);
+    console.log(`onnxruntime-node, optimized graph vs compute.onnx: max |Δ logit| = ${diff.toExponential(2)}`);
     expect(diff).toBeLessThanOrEqual(TOLERANCE);
     // Control: the logits are not all alike, so the comparison could fail.
     expect(optimized.reduce((m, v) => Math.max(m, Math.abs(v - optimized[0])), 0)).toBeGreaterThan(TOLERANCE);
   });
 
-  it('is uploaded by a publish and shared by a patch, which serves the base’s compute.ort', async () => {
+  it('is uploaded by a publish and shared by a patch, which serves the base’s optimized graph', async () => {
     const store = new MemoryStore();
     const published = await publishBundle(store, path, { model: 'flex' });
-    const ref = manifest.objects.computeOptimized!;
-    expect(sha256(store.objects.get(bundleKey(published.version, ref.path))!)).toBe(ref.sha256);
+    const refs = [manifest.objects.computeOptimized!, manifest.objects.computeWeights!];
+    for (const ref of refs) expect(sha256(store.objects.get(bundleKey(published.version, ref.path))!)).toBe(ref.sha256);
 
     const edits = join(dir.path, 'edits.json');
     writeFileSync(edits, JSON.stringify({ edits: [{ op: 'scale', token: 7, factor: -1 }] }));
     const patched = await publishPatch(store, published.version, edits, 'flex');
     const patch = JSON.parse(new TextDecoder().decode(store.objects.get(bundleKey(patched.version, 'manifest.json'))!)) as BundleManifest;
-    expect(patch.objects.computeOptimized).toEqual({ ...ref, from: published.version });
-    expect(store.objects.has(bundleKey(patched.version, ref.path))).toBe(false);
+    expect([patch.objects.computeOptimized, patch.objects.computeWeights]).toEqual(
+      refs.map((ref) => ({ ...ref, from: published.version })),
+    );
+    for (const ref of refs) expect(store.objects.has(bundleKey(patched.version, ref.path))).toBe(false);
 
     const sessions = recordingSessions();
     const core = createServingCore({
@@ -160,7 +216,32 @@ describe('a bundle built with the optimized graph', () => {
       settings: { graph: 'optimized' },
     });
     expect((await core.current('flex')).version).toBe(patched.version);
-    expect(sessions.graphs).toEqual([{ sha256: ref.sha256, ort: true }]);
+    expect(sessions.graphs).toEqual([optimizedPair(manifest)]);
+    await core.close();
+  });
+
+  it('still serves a bundle built before the weights were apart: one ORT-format graph, loaded without weights', async () => {
+    // Such a bundle's computeOptimized is compute.ort, the graph and its weights in one ORT-format file.
+    const older = mkdtempSync(join(dir.path, 'ort-format-'));
+    cpSync(path, older, { recursive: true });
+    const session = await ortNode.InferenceSession.create(join(path, manifest.objects.compute.path), {
+      graphOptimizationLevel: 'extended',
+      optimizedModelFilePath: join(older, 'compute.ort'),
+      extra: { session: { save_model_format: 'ORT' } },
+    });
+    await session.release();
+    const ort = new Uint8Array(readFileSync(join(older, 'compute.ort')));
+    expect(isOrtFormat(ort)).toBe(true);
+    const ortRef: ObjectRef = { path: 'compute.ort', bytes: ort.byteLength, sha256: sha256(ort) };
+    const { compute, tokenizer } = manifest.objects;
+    const olderManifest: BundleManifest = { ...manifest, objects: { compute, computeOptimized: ortRef, tokenizer } };
+    writeFileSync(join(older, MANIFEST_FILE), JSON.stringify(olderManifest));
+    const sessions = recordingSessions();
+    const core = localServingCore(older, olderManifest, { createSession: sessions.createSession, settings: { graph: 'optimized' } });
+    const bundle = await core.bundle(olderManifest.version);
+    expect(sessions.graphs).toEqual([{ sha256: ortRef.sha256, optimized: true }]);
+    const decoder = core.decoder(bundle, core.rows(bundle));
+    expect((await decoder.step(decoder.start(), [1, 2, 3])).every(Number.isFinite)).toBe(true);
     await core.close();
   });
 });
@@ -168,9 +249,9 @@ describe('a bundle built with the optimized graph', () => {
 describe('a graph optimized at build time, in onnxruntime-web (WASM)', () => {
   let local: LocalBundle;
   let ortWeb: typeof import('onnxruntime-web');
-  let built: Uint8Array;
-  let optimized: Uint8Array;
-  let otherOptimized: Uint8Array;
+  let built: GraphObjects;
+  let optimized: GraphObjects;
+  let otherOptimized: GraphObjects;
 
   beforeAll(async () => {
     ortWeb = (await import('onnxruntime-web/wasm')) as unknown as typeof import('onnxruntime-web');
@@ -178,16 +259,16 @@ describe('a graph optimized at build time, in onnxruntime-web (WASM)', () => {
     ortWeb.env.wasm.proxy = false;
     const path = await tinyBundle('flex-web', 1);
     local = await openLocalBundle(path);
-    built = new Uint8Array(readFileSync(join(path, local.manifest.objects.compute.path)));
-    optimized = new Uint8Array(readFileSync(join(path, local.manifest.objects.computeOptimized!.path)));
+    built = { graph: new Uint8Array(readFileSync(join(path, local.manifest.objects.compute.path))), optimized: false };
+    optimized = readServedGraph(path, local.manifest);
     const other = await tinyBundle('flex-seed2', 2);
-    otherOptimized = new Uint8Array(readFileSync(join(other, readLocalManifest(other).objects.computeOptimized!.path)));
+    otherOptimized = readServedGraph(other, readLocalManifest(other));
   });
   afterAll(() => local?.core.close());
 
   /** Logits of a 16-token prefill then 8 cached steps in onnxruntime-web, rows from the bundle. */
-  async function logits(graph: Uint8Array, options: InferenceSession.SessionOptions): Promise<Float32Array> {
-    const session = await ortWeb.InferenceSession.create(graph, options);
+  async function logits(graph: GraphObjects): Promise<Float32Array> {
+    const session = await ortWeb.InferenceSession.create(graph.graph, sessionOptionsFor(graph));
     try {
       const decoder = new Decoder({ session, Tensor: ortWeb.Tensor, config: local.manifest.config, rows: local.rows });
       const V = local.manifest.config.vocab_size;
@@ -210,18 +291,21 @@ describe('a graph optimized at build time, in onnxruntime-web (WASM)', () => {
     await expect(warmUpRuntime(ortWeb)).resolves.toBeUndefined();
   });
 
-  it('gets the load-time work switched off; the graph as built keeps the defaults', () => {
-    expect(isOrtFormat(optimized)).toBe(true);
-    expect(isOrtFormat(built)).toBe(false);
-    expect(sessionOptionsFor(optimized).graphOptimizationLevel).toBe('disabled');
+  it('gets the load-time work switched off and its weights as external data; the graph as built keeps the defaults', () => {
+    expect(optimized.weights?.path).toBe(WEIGHTS_PATH);
+    expect(sessionOptionsFor(optimized)).toEqual({ graphOptimizationLevel: 'disabled', externalData: [optimized.weights] });
     expect(sessionOptionsFor(built)).toEqual({});
   });
 
   it(`computes the logits of the graph as built within ${TOLERANCE}, and another checkpoint's does not`, async () => {
-    const reference = await logits(built, {});
-    const diff = maxAbsDiff(await logits(optimized, sessionOptionsFor(optimized)), reference);
-    console.log(`onnxruntime-web, compute.ort vs compute.onnx: max |Δ logit| = ${diff.toExponential(2)}`);
+    const reference = await logits(built);
+    const diff = maxAbsDiff(await logits(optimized), reference);
+    console.log(`onnxruntime-web, optimized graph vs compute.onnx: max |Δ logit| = ${diff.toExponential(2)}`);
     expect(diff).toBeLessThanOrEqual(TOLERANCE);
-    expect(maxAbsDiff(await logits(otherOptimized, sessionOptionsFor(otherOptimized)), reference)).toBeGreaterThan(TOLERANCE);
+    expect(maxAbsDiff(await logits(otherOptimized), reference)).toBeGreaterThan(TOLERANCE);
+  });
+
+  it('does not load without its weights', async () => {
+    await expect(ortWeb.InferenceSession.create(optimized.graph, { graphOptimizationLevel: 'disabled' })).rejects.toThrow();
   });
 });

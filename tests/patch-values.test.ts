@@ -241,11 +241,12 @@ describe.each([
         [
           manifest.objects.compute,
           manifest.objects.computeOptimized!,
+          manifest.objects.computeWeights!,
           manifest.objects.tokenizer,
           manifest.tables!.checksums,
           ...manifest.tables!.shards,
         ].map((o) => o.from),
-      ).toEqual(Array(4 + base.tables!.shards.length).fill(base.version));
+      ).toEqual(Array(5 + base.tables!.shards.length).fill(base.version));
       const catalog = new Catalog(target.store);
       expect((await catalog.pointer(MODEL))?.version).toBe(patchVersion);
       expect((await catalog.published(patchVersion))?.base).toBe(base.version);

@@ -27,7 +27,7 @@ function isolateHost(env: Env): Omit<ApiHost, 'background'> {
     pageCaches: pageCaches(env),
     createSession: async (graph) => {
       await runtimeReady;
-      return ort.InferenceSession.create(graph, sessionOptionsFor(graph));
+      return ort.InferenceSession.create(graph.graph, sessionOptionsFor(graph));
     },
     Tensor: ort.Tensor,
     // The graph optimized at build time when the bundle has it: no graph rewrites on a cold isolate.

@@ -5,13 +5,11 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildBundle, writeStagedObject } from '../../cli/build-bundle.ts';
+import { buildBundle, writeComputeObjects, writeStagedObject } from '../../cli/build-bundle.ts';
 import { readCheckpoint } from '../../cli/checkpoint.ts';
-import { optimizeGraph } from '../../cli/optimize-graph.ts';
 import { writeRandomCheckpoint } from '../../cli/random-checkpoint.ts';
 import { BUNDLE_FORMAT, MANIFEST_FILE, parseManifest, versionId, type BundleManifest } from '../../src/bundle/manifest.ts';
 import { rowLayout } from '../../src/bundle/row-codec.ts';
-import { buildDecoderGraph } from '../../src/model/model.ts';
 import type { TableDtype } from '../../src/bundle/row-codec.ts';
 import type { ComputeDtype } from '../../src/model/quantize.ts';
 import { ROOT, WORK } from './paths.ts';
@@ -35,13 +33,7 @@ function hashFiles(paths: string[]): string {
 /** The source files a bundle's bytes depend on. */
 function builderSources(): string[] {
   const dirs = ['src/model', 'src/onnx', 'src/bundle', 'src/tensor', 'src/tokenizer'];
-  const files: string[] = [
-    'cli/build-bundle.ts',
-    'cli/checkpoint.ts',
-    'cli/random-checkpoint.ts',
-    'cli/optimize-graph.ts',
-    'cli/ort-format.ts',
-  ]
+  const files: string[] = ['cli/build-bundle.ts', 'cli/checkpoint.ts', 'cli/random-checkpoint.ts', 'cli/optimize-graph.ts']
     .map((f) => join(ROOT, f))
     .filter((f) => existsSync(f));
   for (const dir of dirs) {
@@ -214,8 +206,7 @@ export function largeTableSet(shape: LargeShape): Promise<BuiltBundle> {
 
 /**
  * One compute path over a family's tables. Its compute objects are made exactly as `flexmem build`
- * makes them (cli/build-bundle.ts: buildDecoderGraph in `computeDtype`, then optimizeGraph to
- * compute.ort except for f16), but the table pass is skipped: its tables are the family's,
+ * makes them (cli/build-bundle.ts writeComputeObjects), but the table pass is skipped: its tables are the family's,
  * referenced by version (`from`, as a patch shares its base's objects), so they are published
  * once and a variant costs seconds instead of a pass over gigabytes. They are the tables this
  * checkpoint would get: the memory path's tensors have the same names and shapes in every member
@@ -225,8 +216,9 @@ export function largeVariant(shape: LargeShape, computeDtype: ComputeDtype, tabl
   const name = `largest-${largeName(shape)}-${computeDtype}`;
   // Keyed on the graph's interface, not on all of the builder's code: a shared checkout where the
   // model code changes by the hour would otherwise rebuild every variant on every run. A variant
-  // is rebuilt when the served graph's inputs and outputs (graph-io.ts) or the quantizer change.
-  const graphCode = hashFiles(['src/model/graph-io.ts', 'src/model/quantize.ts'].map((f) => join(ROOT, f)));
+  // is rebuilt when the served graph's inputs and outputs (graph-io.ts), the quantizer or the
+  // build-time optimization change.
+  const graphCode = hashFiles(['src/model/graph-io.ts', 'src/model/quantize.ts', 'cli/optimize-graph.ts'].map((f) => join(ROOT, f)));
   const inputs = JSON.stringify({ shape, computeDtype, tables: tables.manifest.version, graphCode });
   return cached(name, inputs, async (dir) => {
     const checkpointDir = join(WORK, 'checkpoints', name);
@@ -240,22 +232,14 @@ export function largeVariant(shape: LargeShape, computeDtype: ComputeDtype, tabl
       const base = tables.manifest;
       if (JSON.stringify(rowLayout(checkpoint.config, LARGE_TABLE_DTYPE)) !== JSON.stringify(base.tables!.layout))
         throw new Error(`${name}: its row layout differs from ${tables.dir}'s`);
-      const compute = writeStagedObject(
-        staging,
-        'compute.onnx',
-        buildDecoderGraph(checkpoint.config, checkpoint.weights, 'rows-input', { computeDtype }),
-      );
-      const computeOptimized =
-        computeDtype === 'f16'
-          ? undefined
-          : writeStagedObject(staging, 'compute.ort', await optimizeGraph(readFileSync(join(staging, compute.path))));
+      const computeObjects = await writeComputeObjects(staging, checkpoint, computeDtype, true);
       const tokenizer = writeStagedObject(staging, 'tokenizer.json', readFileSync(join(checkpointDir, 'tokenizer.json')));
       const from = base.version;
       const partial: Omit<BundleManifest, 'version'> = {
         format: BUNDLE_FORMAT,
         config: checkpoint.config,
         computeDtype,
-        objects: { compute, computeOptimized, tokenizer },
+        objects: { ...computeObjects, tokenizer },
         tables: {
           layout: base.tables!.layout,
           shards: base.tables!.shards.map((s) => ({ ...s, from })),

@@ -199,7 +199,7 @@ function ortRows(r: LargestResult): string {
   for (const e of r.ortMemory ?? []) {
     const i = r.instances.find((x) => x.name === e.name && x.computeDtype === e.computeDtype);
     const served = e.results.find((x) => x.options === 'served');
-    const inPlace = e.results.find((x) => x.options === 'in-place');
+    const inline = e.results.find((x) => x.options === 'inline');
     const phases = (m: typeof served) => (m ? `${mib(m.afterCreate)} / ${mib(m.afterPrefill)} / ${mib(m.afterSteps)}` : 'n/a');
     rows.push([
       i?.label ?? e.name,
@@ -209,8 +209,8 @@ function ortRows(r: LargestResult): string {
       served ? num(served.afterCreate / served.graphBytes, 2) : 'n/a',
       served ? mib(served.afterPrefill - served.afterCreate) : 'n/a',
       i ? mib(i.shape.vocab * i.shape.hidden * 4) : 'n/a',
-      phases(inPlace),
-      inPlace ? num(inPlace.afterCreate / inPlace.graphBytes, 2) : 'n/a',
+      phases(inline),
+      inline ? num(inline.afterCreate / inline.graphBytes, 2) : 'n/a',
       e.error ? `error: ${e.error.split('\n')[0].slice(0, 80)}` : '',
     ]);
   }
@@ -219,11 +219,11 @@ function ortRows(r: LargestResult): string {
       'compute path',
       'dtype',
       'graph MiB',
-      'served options: wasm MiB after create / after 32-token prefill / after 4 steps',
+      'served (weights beside the graph): wasm MiB after create / after 32-token prefill / after 4 steps',
       'create ÷ graph',
       'growth at the first run MiB',
       'vocab × d × 4 bytes (the LM head as f32) MiB',
-      'weights in place, no prepacking: after create / prefill / steps',
+      'weights inside one ORT-format file (served before): after create / prefill / steps',
       'create ÷ graph',
       '',
     ],
@@ -260,7 +260,7 @@ const median = (values: number[]) => {
 /** What the measurements say stands between these models and 128 MiB, computed from them. */
 function blockers(r: LargestResult): string {
   const entries = r.ortMemory ?? [];
-  const ratio = (dtypes: string[], set: 'served' | 'in-place') => {
+  const ratio = (dtypes: string[], set: 'served' | 'inline') => {
     const v = entries
       .filter((e) => dtypes.includes(e.computeDtype))
       .map((e) => e.results.find((x) => x.options === set))
@@ -281,10 +281,9 @@ function blockers(r: LargestResult): string {
   return `What stands in the way, from the measurements above:
 
 - **onnxruntime-web copies the weights inside its wasm heap, and the heap never shrinks.** After \`InferenceSession.create\` the wasm
-  memory is ${ratio(['f32'], 'served')} the f32 graph and ${ratio(['int8', 'int4'], 'served')} the int8/int4 graph with the worker's options (the graph bytes
-  copied in, the initializers deserialized out of them, GEMM weights prepacked); with the weights used in place and no prepacking it
-  is ${ratio(['f32'], 'in-place')} (f32) and ${ratio(['int8', 'int4'], 'in-place')} (int8/int4). onnxruntime-web frees its copy of the graph bytes after create, so
-  in-place weights need a change there (or weights given as external data that it keeps) before they can be served.
+  memory is ${ratio(['f32'], 'inline')} the f32 graph and ${ratio(['int8', 'int4'], 'inline')} the int8/int4 graph when the weights are inside one
+  ORT-format file (the graph bytes copied in, the initializers deserialized out of them, GEMM weights prepacked); with the weights
+  beside the graph as external data, as served now, it is ${ratio(['f32'], 'served')} (f32) and ${ratio(['int8', 'int4'], 'served')} (int8/int4).
 - **int8/int4: \`MatMulNBits\` dequantizes its whole weight to f32 on every run in this wasm build**, and the wasm heap keeps the
   buffer. In the graphs measured here before the head was split, the first run grew the wasm memory by ${head.join(', ')} MiB (vocab × d × 4
   bytes: the tied LM head as f32). \`flexmem build\` now runs a quantized head as slices of 4,096 vocabulary rows

@@ -5,6 +5,8 @@
 import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
 import * as ortNode from 'onnxruntime-node';
 import { localServingCore } from '../../cli/local-bundle.ts';
+import { createNodeSession } from '../../cli/node-session.ts';
+import { sessionOptionsFor, type GraphObjects } from '../../src/serving/session-options.ts';
 import type { BundleManifest } from '../../src/bundle/manifest.ts';
 import { runLookups, runSteps, zeroRows, type StepPlan } from './steps.ts';
 
@@ -19,13 +21,14 @@ export interface NodeModel {
 /** A session factory and Tensor constructor for each runtime measured. */
 async function runtimeParts(
   runtime: NodeRuntime,
-): Promise<{ createSession: (graph: Uint8Array) => Promise<InferenceSession>; Tensor: TensorConstructor }> {
+): Promise<{ createSession: (graph: GraphObjects) => Promise<InferenceSession>; Tensor: TensorConstructor }> {
   if (runtime === 'web-node') {
     const ortWeb = await import('onnxruntime-web/wasm');
     ortWeb.env.wasm.numThreads = 1;
     ortWeb.env.wasm.proxy = false;
     return {
-      createSession: async (graph) => (await ortWeb.InferenceSession.create(graph)) as unknown as InferenceSession,
+      createSession: async (graph) =>
+        (await ortWeb.InferenceSession.create(graph.graph, sessionOptionsFor(graph))) as unknown as InferenceSession,
       Tensor: ortWeb.Tensor as unknown as TensorConstructor,
     };
   }
@@ -36,7 +39,7 @@ async function runtimeParts(
       ? { intraOpNumThreads: 1, interOpNumThreads: 1 }
       : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } };
   return {
-    createSession: (graph) => ortNode.InferenceSession.create(graph, options),
+    createSession: (graph) => createNodeSession(graph, options),
     Tensor: ortNode.Tensor as unknown as TensorConstructor,
   };
 }

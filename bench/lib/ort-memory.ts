@@ -5,21 +5,24 @@
  * fresh child process, because a wasm memory never shrinks and onnxruntime-web keeps one instance
  * per process.
  *
- * Session option sets: 'served' is what the worker passes (src/serving/session-options.ts);
- * 'in-place' adds onnxruntime's use_ort_model_bytes_directly and use_ort_model_bytes_for_initializers
- * (weights used where the graph bytes lie in the wasm heap instead of copied out of them) and
- * disable_prepacking. onnxruntime-web frees its copy of the graph bytes after create, so 'in-place'
- * is not safe to serve as is: it measures what the copies cost, not a configuration to ship.
+ * Two ways to hand onnxruntime the same graph optimized at build time: 'served', as the worker
+ * loads it, its weights beside it as ONNX external data (cli/optimize-graph.ts), and 'inline', the
+ * weights inside one ORT-format file, as bundles built before that served it (compute.ort):
+ * onnxruntime-web copies that whole file into its wasm heap, deserializes the weights out of it and
+ * frees the copy, but a wasm memory never shrinks.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
+import type { TensorConstructor } from 'onnxruntime-common';
+import * as ortNode from 'onnxruntime-node';
+import { readServedGraph } from '../../cli/local-bundle.ts';
 import { Decoder } from '../../src/engine/decoder.ts';
-import { sessionOptionsFor } from '../../src/serving/session-options.ts';
+import { sessionOptionsFor, type GraphObjects } from '../../src/serving/session-options.ts';
 import { largeOverrides, readManifest, type LargeShape } from './bundles.ts';
-import { optimizeGraph } from '../../cli/optimize-graph.ts';
+import { optimizeGraph, WEIGHTS_PATH } from '../../cli/optimize-graph.ts';
 import { parseConfig, rowWidth, type ModelConfig } from '../../src/model/config.ts';
 import { initialValues } from '../../src/model/init.ts';
 import { buildDecoderGraph } from '../../src/model/model.ts';
@@ -30,7 +33,7 @@ import { checkpointTensors } from '../../src/model/tensors.ts';
 import { ROOT, WORK } from './paths.ts';
 import { runSteps, zeroRows } from './steps.ts';
 
-export const ORT_OPTION_SETS = ['served', 'in-place'] as const;
+export const ORT_OPTION_SETS = ['served', 'inline'] as const;
 export type OrtOptionSet = (typeof ORT_OPTION_SETS)[number];
 
 export interface OrtMemory {
@@ -63,25 +66,49 @@ export function ortMemory(bundleDir: string, options: OrtOptionSet): Promise<Ort
   });
 }
 
-/** A served graph and what running it needs: from a bundle folder, or built here from a shape (no tables). */
-async function graphOf(source: string): Promise<{ graph: Uint8Array; config: ModelConfig; rowValues: number }> {
+/** The graph in ORT format with its weights inside, optimized as cli/optimize-graph.ts optimizes (the served graph before external weights). */
+async function inlineOrtGraph(onnx: Uint8Array): Promise<Uint8Array> {
+  const dir = mkdtempSync(join(tmpdir(), 'flexmem-ort-'));
+  try {
+    writeFileSync(join(dir, 'graph.onnx'), onnx);
+    const session = await ortNode.InferenceSession.create(join(dir, 'graph.onnx'), {
+      graphOptimizationLevel: 'extended',
+      optimizedModelFilePath: join(dir, 'graph.ort'),
+      extra: { session: { save_model_format: 'ORT' } },
+    });
+    await session.release();
+    return new Uint8Array(readFileSync(join(dir, 'graph.ort')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A graph as `options` hands it over, and what running it needs: from a bundle folder, or built here from a shape (no tables). */
+async function graphOf(source: string, options: OrtOptionSet): Promise<{ graph: GraphObjects; config: ModelConfig; rowValues: number }> {
+  let onnx: Uint8Array;
+  let config: ModelConfig;
+  let computeDtype: ComputeDtype;
   if (!source.startsWith('{')) {
     const manifest = readManifest(source);
-    const ref = manifest.objects.computeOptimized ?? manifest.objects.compute;
-    return {
-      graph: new Uint8Array(readFileSync(join(source, ref.path))),
-      config: manifest.config,
-      rowValues: manifest.tables?.layout.rowValues ?? 0,
-    };
+    ({ config } = manifest);
+    computeDtype = manifest.computeDtype ?? 'f32';
+    onnx = new Uint8Array(readFileSync(join(source, manifest.objects.compute.path)));
+    if (options === 'served') return { graph: readServedGraph(source, manifest), config, rowValues: rowWidth(config) };
+  } else {
+    // As `flexmem build` makes compute.onnx (cli/build-bundle.ts), from random weights.
+    const parsed = JSON.parse(source) as { shape: LargeShape; computeDtype: ComputeDtype };
+    computeDtype = parsed.computeDtype;
+    const raw = { ...presetConfig('tiny', 'flex'), ...largeOverrides(parsed.shape) };
+    config = parseConfig({ ...raw, bos_token_id: parsed.shape.vocab - 1, eos_token_id: parsed.shape.vocab - 1 });
+    const specs = new Map(checkpointTensors(config).map((spec) => [spec.name, spec]));
+    onnx = buildDecoderGraph(config, { tensor: (name) => initialValues(specs.get(name)!, 1) }, 'rows-input', { computeDtype });
   }
-  // As `flexmem build` makes the compute objects (cli/build-bundle.ts), from random weights.
-  const { shape, computeDtype } = JSON.parse(source) as { shape: LargeShape; computeDtype: ComputeDtype };
-  const raw = { ...presetConfig('tiny', 'flex'), ...largeOverrides(shape) };
-  const config = parseConfig({ ...raw, bos_token_id: shape.vocab - 1, eos_token_id: shape.vocab - 1 });
-  const specs = new Map(checkpointTensors(config).map((spec) => [spec.name, spec]));
-  const onnx = buildDecoderGraph(config, { tensor: (name) => initialValues(specs.get(name)!, 1) }, 'rows-input', { computeDtype });
-  const graph = computeDtype === 'f16' ? onnx : await optimizeGraph(onnx);
-  return { graph, config, rowValues: rowWidth(config) };
+  const rowValues = rowWidth(config);
+  // f16 is served as built (cli/build-bundle.ts writeComputeObjects).
+  if (computeDtype === 'f16') return { graph: { graph: onnx, optimized: false }, config, rowValues };
+  if (options === 'inline') return { graph: { graph: await inlineOrtGraph(onnx), optimized: true }, config, rowValues };
+  const { graph, weights } = await optimizeGraph(onnx);
+  return { graph: { graph, optimized: true, weights: { path: WEIGHTS_PATH, data: weights } }, config, rowValues };
 }
 
 async function measure(source: string, options: OrtOptionSet): Promise<OrtMemory> {
@@ -98,24 +125,10 @@ async function measure(source: string, options: OrtOptionSet): Promise<OrtMemory
   const ort = await import('onnxruntime-web/wasm');
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
-  const { graph, config, rowValues } = await graphOf(source);
-  const served = sessionOptionsFor(graph);
-  const session: InferenceSession.SessionOptions =
-    options === 'served'
-      ? served
-      : {
-          ...served,
-          extra: {
-            session: {
-              use_ort_model_bytes_directly: '1',
-              use_ort_model_bytes_for_initializers: '1',
-              disable_prepacking: '1',
-            },
-          },
-        };
+  const { graph, config, rowValues } = await graphOf(source, options);
   const wasm = () => memories.reduce((n, m) => n + m.buffer.byteLength, 0);
   const t = performance.now();
-  const created = await ort.InferenceSession.create(graph, session);
+  const created = await ort.InferenceSession.create(graph.graph, sessionOptionsFor(graph));
   const createMs = performance.now() - t;
   const afterCreate = wasm();
   const decoder = new Decoder({
@@ -128,7 +141,8 @@ async function measure(source: string, options: OrtOptionSet): Promise<OrtMemory
   await runSteps(decoder, { ids, prefill: 32, steps: 0 });
   const afterPrefill = wasm();
   await runSteps(decoder, { ids, prefill: 1, steps: 4 });
-  return { options, graphBytes: graph.byteLength, afterCreate, afterPrefill, afterSteps: wasm(), createMs };
+  const graphBytes = graph.graph.byteLength + (graph.weights?.data.byteLength ?? 0);
+  return { options, graphBytes, afterCreate, afterPrefill, afterSteps: wasm(), createMs };
 }
 
 export interface OrtMemoryEntry {

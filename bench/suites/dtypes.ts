@@ -12,6 +12,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildBundle } from '../../cli/build-bundle.ts';
 import { openLocalBundle } from '../../cli/local-bundle.ts';
+import { servedGraphObjects } from '../../src/bundle/manifest.ts';
 import { perplexity } from '../../src/engine/perplexity.ts';
 import { COMPUTE_DTYPES, type ComputeDtype } from '../../src/model/quantize.ts';
 import { readManifest, type BuiltBundle } from '../lib/bundles.ts';
@@ -152,13 +153,13 @@ export async function runDtypes(ctx: Context): Promise<DtypesResult> {
     for (const dtype of COMPUTE_DTYPES) {
       const key = `${model}-${dtype}`;
       const { manifest } = built.get(key)!;
-      const served = manifest.objects.computeOptimized ?? manifest.objects.compute;
+      const served = servedGraphObjects(manifest);
       const steps = perStep.get(key)!;
       cells.push({
         model,
         dtype,
-        servedGraph: served.path,
-        graphBytes: served.bytes,
+        servedGraph: served.map((ref) => ref.path).join(' + '),
+        graphBytes: served.reduce((n, ref) => n + ref.bytes, 0),
         onnxBytes: manifest.objects.compute.bytes,
         perStepMs: steps,
         summary: summarize(steps),

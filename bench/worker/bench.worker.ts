@@ -27,7 +27,7 @@
  *                        time each; every other route serves through the core itself.
  */
 import type { InferenceSession } from 'onnxruntime-common';
-import { parseManifest, type BundleManifest } from '../../src/bundle/manifest.ts';
+import { parseManifest, servedGraphObjects, type BundleManifest } from '../../src/bundle/manifest.ts';
 import type { RowSource } from '../../src/bundle/row-source.ts';
 import { decodeRow } from '../../src/bundle/row-codec.ts';
 import { Decoder } from '../../src/engine/decoder.ts';
@@ -39,7 +39,7 @@ import { bundleKey, pointerKey } from '../../src/storage/object-store.ts';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { Random } from '../../src/util/random.ts';
 import { sha256Hex } from '../../src/util/sha256.ts';
-import { sessionOptionsFor } from '../../src/serving/session-options.ts';
+import { sessionOptionsFor, type GraphObjects } from '../../src/serving/session-options.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
 import { warmUpRuntime } from '../../workers/runtime-warm-up.ts';
 import { R2Store } from '../../workers/r2-store.ts';
@@ -61,7 +61,7 @@ function servingCore(env: Env): ServingCore {
   const ort = onnxRuntime();
   core ??= createServingCore({
     origin: new R2Store(env.BUNDLES, ''),
-    createSession: (graph) => ort.InferenceSession.create(graph, sessionOptionsFor(graph)),
+    createSession: (graph) => ort.InferenceSession.create(graph.graph, sessionOptionsFor(graph)),
     Tensor: ort.Tensor,
     settings: {
       graph: 'optimized',
@@ -72,7 +72,7 @@ function servingCore(env: Env): ServingCore {
 }
 
 const loaded = new Map<string, Promise<Loaded>>();
-const phases = new Map<string, { manifest: BundleManifest; graph: Uint8Array; tokenizer: Uint8Array; sessions: InferenceSession[] }>();
+const phases = new Map<string, { manifest: BundleManifest; graph: GraphObjects; tokenizer: Uint8Array; sessions: InferenceSession[] }>();
 
 async function getBytes(env: Env, key: string): Promise<Uint8Array> {
   const object = await env.BUNDLES.get(key);
@@ -173,7 +173,7 @@ export default {
         const variant = url.searchParams.get('options') ?? 'default';
         const options: InferenceSession.SessionOptions =
           variant === 'build-optimized'
-            ? sessionOptionsFor(graph)
+            ? sessionOptionsFor({ graph, optimized: true })
             : variant === 'no-prepacking'
               ? { graphOptimizationLevel: 'disabled', extra: { session: { disable_prepacking: '1' } } }
               : variant === 'disabled'
@@ -209,14 +209,16 @@ export default {
           const manifest = parseManifest(
             JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(pointer.version, 'manifest.json')))),
           );
-          const { compute, computeOptimized } = manifest.objects;
-          const graphRef = body.graph === 'compute' ? compute : (computeOptimized ?? compute);
-          const [graph, tokenizer] = await Promise.all([
+          const [graphRef, weightsRef] = body.graph === 'compute' ? [manifest.objects.compute] : servedGraphObjects(manifest);
+          const [graph, weights, tokenizer] = await Promise.all([
             getBytes(env, bundleKey(pointer.version, graphRef.path)),
+            weightsRef && getBytes(env, bundleKey(pointer.version, weightsRef.path)),
             getBytes(env, bundleKey(pointer.version, manifest.objects.tokenizer.path)),
           ]);
-          phases.set(body.model, { manifest, graph, tokenizer, sessions: [] });
-          return Response.json({ bytes: graph.byteLength + tokenizer.byteLength });
+          const optimized = graphRef !== manifest.objects.compute;
+          const served = { graph, optimized, weights: weightsRef && weights && { path: weightsRef.path, data: weights } };
+          phases.set(body.model, { manifest, graph: served, tokenizer, sessions: [] });
+          return Response.json({ bytes: graph.byteLength + (weights?.byteLength ?? 0) + tokenizer.byteLength });
         }
         const state = phases.get(body.model);
         if (!state) throw new Error('phase read first');
@@ -228,7 +230,11 @@ export default {
           const decoder = new Decoder({ session: state.sessions[0], Tensor: onnxRuntime().Tensor, config: state.manifest.config, rows });
           return Response.json({ checksum: await runSteps(decoder, { ids, prefill: 32, steps: ids.length - 32 }) });
         }
-        if (body.phase === 'hash') return Response.json({ hashes: [await sha256Hex(state.graph), await sha256Hex(state.tokenizer)] });
+        if (body.phase === 'hash') {
+          const { graph, weights } = state.graph;
+          const objects = [graph, ...(weights ? [weights.data] : []), state.tokenizer];
+          return Response.json({ hashes: await Promise.all(objects.map((bytes) => sha256Hex(bytes))) });
+        }
         if (body.phase === 'runtime') {
           await warmUpRuntime(onnxRuntime());
           return Response.json({ runtime: 'started' });
@@ -239,7 +245,7 @@ export default {
           const ids = Array.from({ length: 32 }, (_, i) => (i * 37 + 5) % state.manifest.config.vocab_size);
           return Response.json({ logits: (await decoder.step(decoder.start(), ids)).length });
         }
-        state.sessions.push(await onnxRuntime().InferenceSession.create(state.graph, sessionOptionsFor(state.graph)));
+        state.sessions.push(await onnxRuntime().InferenceSession.create(state.graph.graph, sessionOptionsFor(state.graph)));
         return Response.json({ sessions: state.sessions.length });
       }
       return new Response('not found', { status: 404 });

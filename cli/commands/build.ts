@@ -25,7 +25,10 @@ export function registerBuild(program: Command): void {
       'f32',
     )
     .option('--reference', 'also write reference.onnx (memory path computed in the graph)')
-    .option('--no-optimized-graph', 'do not write compute.ort (the graph optimized at build time that the worker and the CLI load)')
+    .option(
+      '--no-optimized-graph',
+      'do not write compute.optimized.onnx and compute.weights (the graph optimized at build time that the worker and the CLI load)',
+    )
     .action(async (checkpoint: string, bundle: string, opts: BuildFlags) => {
       const manifest = await buildBundle(checkpoint, bundle, {
         dtype: opts.dtype,

@@ -13,6 +13,7 @@ import {
 import { createServingCore, type LoadedBundle, type ServingCore } from '../../src/serving/serving-core.ts';
 import { formatDiffView, formatPromptView, formatTokenView } from '../inspect-format.ts';
 import { BundleFolderStore, localServingCore, openLocalBundle, readLocalManifest } from '../local-bundle.ts';
+import { createNodeSession } from '../node-session.ts';
 import { integerAtLeast } from '../options.ts';
 import { targetOptions, withTargetFlags } from '../target-options.ts';
 import { withTarget } from '../targets.ts';
@@ -75,7 +76,7 @@ export function registerInspect(program: Command): void {
       };
       if (flags.in) {
         await withTarget(flags.in, targetOptions(flags), async ({ store }) => {
-          const core = createServingCore({ origin: store, createSession: (g) => ort.InferenceSession.create(g), Tensor: ort.Tensor });
+          const core = createServingCore({ origin: store, createSession: (g) => createNodeSession(g), Tensor: ort.Tensor });
           try {
             const [a, b] = await Promise.all(bundles.map((v) => core.bundle(v)));
             await diff(core, a, b);

@@ -14,10 +14,10 @@
  * Keyed responses are `private`, so no shared cache keeps them.
  */
 import type { Context, Hono, MiddlewareHandler } from 'hono';
-import { MANIFEST_FILE, parseManifest, type BundleManifest, type ObjectRef } from '../bundle/manifest.ts';
+import { bundleObjects, MANIFEST_FILE, parseManifest, type ObjectRef } from '../bundle/manifest.ts';
 import { InternalError } from '../errors.ts';
 import { parseStored, type BundleReader } from '../serving/bundle-reader.ts';
-import { bundleKey, VERSION_ID, type BundleObject } from '../storage/object-store.ts';
+import { bundleKey, VERSION_ID } from '../storage/object-store.ts';
 import { sha256Hex } from '../util/sha256.ts';
 import { requireApiKey } from './access.ts';
 import type { ApiEnv } from './app.ts';
@@ -185,21 +185,7 @@ async function readVersion(reader: BundleReader, version: string): Promise<Versi
   const manifest = parseStored(key, () => parseManifest(JSON.parse(new TextDecoder().decode(manifestBytes)), key));
   if (manifest.version !== version) throw new InternalError(`${key} is the manifest of version ${manifest.version}`);
   const objects = new Map<string, ServedObject>();
-  for (const ref of objectsOf(manifest))
+  for (const ref of bundleObjects(manifest))
     objects.set(ref.path, { ref, contentType: ref.path.endsWith('.json') ? 'application/json' : 'application/octet-stream' });
   return { manifestBytes, manifestSha256: await sha256Hex(manifestBytes), objects };
-}
-
-/** Every object a manifest lists (the reference graph too: it is part of the published version). */
-function objectsOf(manifest: BundleManifest): (ObjectRef & BundleObject)[] {
-  const { objects, tables, overrides, lens } = manifest;
-  return [
-    objects.compute,
-    ...(objects.computeOptimized ? [objects.computeOptimized] : []),
-    objects.tokenizer,
-    ...(objects.reference ? [objects.reference] : []),
-    ...(tables ? [...tables.shards, tables.checksums] : []),
-    ...(overrides ? [overrides] : []),
-    ...(lens ? [lens.entries, ...(lens.overrides ? [lens.overrides] : [])] : []),
-  ];
 }

@@ -52,6 +52,7 @@ const ManifestSchema = z.object({
   objects: z.object({
     compute: ObjectRefSchema,
     computeOptimized: ObjectRefSchema.optional(),
+    computeWeights: ObjectRefSchema.optional(),
     tokenizer: ObjectRefSchema,
     reference: ObjectRefSchema.optional(),
   }),
@@ -91,11 +92,18 @@ export interface BundleManifest {
   objects: {
     compute: ObjectRef;
     /**
-     * The compute graph optimized at build time for onnxruntime's CPU kernels, in ORT format
-     * (cli/optimize-graph.ts); what the worker and the CLI load when present. Absent in bundles
-     * built before it existed.
+     * The compute graph optimized at build time for onnxruntime's CPU kernels (cli/optimize-graph.ts);
+     * what the worker and the CLI load when present. An ONNX graph whose weights are `computeWeights`,
+     * or, in bundles built before those existed, one ORT-format file with its weights inside. Absent in
+     * bundles built before either.
      */
     computeOptimized?: ObjectRef;
+    /**
+     * The weights of `computeOptimized` as ONNX external data (the graph names this object by its
+     * path): onnxruntime copies each one straight to where it lives, instead of first copying the
+     * whole graph into its heap (docs/architecture.md "Weights beside the graph").
+     */
+    computeWeights?: ObjectRef;
     tokenizer: ObjectRef;
     reference?: ObjectRef;
   };
@@ -112,6 +120,33 @@ export interface BundleManifest {
   builtFrom?: { tool: string };
 }
 
+/** Every object a manifest lists, its own and those it shares with a base (the reference graph too: it is published with the version). */
+export function bundleObjects(manifest: BundleManifest): ObjectRef[] {
+  const { objects, tables, overrides, lens } = manifest;
+  const all = [
+    objects.compute,
+    objects.computeOptimized,
+    objects.computeWeights,
+    objects.tokenizer,
+    objects.reference,
+    ...(tables ? [...tables.shards, tables.checksums] : []),
+    overrides,
+    lens?.entries,
+    lens?.overrides,
+  ];
+  return all.filter((o): o is ObjectRef => !!o);
+}
+
+/**
+ * The objects of the graph the worker and the CLI load: the graph optimized at build time and its
+ * weights when the bundle has it, else compute.onnx (src/serving/model-registry.ts).
+ */
+export function servedGraphObjects(manifest: BundleManifest): ObjectRef[] {
+  const { compute, computeOptimized, computeWeights } = manifest.objects;
+  if (!computeOptimized) return [compute];
+  return computeWeights ? [computeOptimized, computeWeights] : [computeOptimized];
+}
+
 /**
  * The version id: a hash of everything that is served (config, row layout, served objects'
  * hashes). The optional reference graph is an oracle, not served, so it does not change the id.
@@ -124,6 +159,7 @@ export async function versionId(manifest: Omit<BundleManifest, 'version'>): Prom
     computeDtype: manifest.computeDtype === 'f32' ? undefined : manifest.computeDtype,
     compute: manifest.objects.compute,
     computeOptimized: manifest.objects.computeOptimized,
+    computeWeights: manifest.objects.computeWeights,
     tokenizer: manifest.objects.tokenizer,
     tables: manifest.tables,
     chatTemplate: manifest.chatTemplate,
@@ -144,5 +180,7 @@ export function parseManifest(raw: unknown, source = MANIFEST_FILE): BundleManif
     const issue = parsed.error.issues[0];
     throw new InputError(`${source}: not a flexmem bundle manifest (${issue.path.join('.') || 'root'}: ${issue.message})`);
   }
+  if (parsed.data.objects.computeWeights && !parsed.data.objects.computeOptimized)
+    throw new InputError(`${source}: not a flexmem bundle manifest (objects.computeWeights: the weights of no computeOptimized graph)`);
   return { ...parsed.data, config: parseConfig(parsed.data.config, `${source} config`) } as BundleManifest;
 }

@@ -16,6 +16,7 @@ import { parseStored, type BundleReader } from './bundle-reader.ts';
 import { ServableModels } from './model-list.ts';
 import { StaleWhileError } from './stale-while-error.ts';
 import { queuedSession } from './session-queue.ts';
+import type { GraphObjects } from './session-options.ts';
 
 export interface LoadedBundle {
   version: string;
@@ -32,8 +33,8 @@ export interface LoadedBundle {
 /**
  * Which graph a loaded bundle runs: `compute` is compute.onnx as built (the browser client: its
  * WebGPU kernels are not the ones the build optimized for); `optimized` is the same graph
- * optimized at build time for onnxruntime's CPU kernels (compute.ort: the worker and the CLI,
- * docs/architecture.md "Cold start"), or compute.onnx for a bundle built without it; `reference`
+ * optimized at build time for onnxruntime's CPU kernels, its weights beside it (the worker and
+ * the CLI, docs/architecture.md "Cold start"), or compute.onnx for a bundle built without it; `reference`
  * is the oracle that computes the memory path in-graph.
  */
 export type GraphChoice = 'compute' | 'optimized' | 'reference';
@@ -45,7 +46,7 @@ export interface RegistryOptions {
   /** Loaded versions kept per isolate (memory is 128 MB). */
   maxLoadedVersions: number;
   graph: GraphChoice;
-  createSession: (graph: Uint8Array) => Promise<InferenceSession>;
+  createSession: (graph: GraphObjects) => Promise<InferenceSession>;
   /** Called with a version evicted from the isolate, so its cached rows can go too. */
   onEvict: (version: string) => void;
   now: () => number;
@@ -197,18 +198,22 @@ export class ModelRegistry {
   }
 
   private async session(version: string, manifest: BundleManifest): Promise<InferenceSession> {
-    const { compute, computeOptimized, reference } = manifest.objects;
-    const create = (ref: ObjectRef) => this.reader.verified(version, ref).then((graph) => this.options.createSession(graph));
+    const { compute, computeOptimized, computeWeights, reference } = manifest.objects;
+    const create = (ref: ObjectRef) =>
+      this.reader.verified(version, ref).then((graph) => this.options.createSession({ graph, optimized: false }));
     if (this.options.graph === 'reference') {
       if (!reference) throw new InputError(`bundle ${version} has no reference graph (build it with --reference)`);
       return create(reference);
     }
     if (this.options.graph === 'compute' || !computeOptimized) return create(compute);
-    // An ORT-format graph loads only in a runtime that reads its format version (onnxruntime
-    // releases may lag or lead the one that built it); compute.onnx computes the same, just slower
-    // to load. A failed read or a wrong hash is not retried this way: that is the store's fault.
-    const graph = await this.reader.verified(version, computeOptimized);
-    return this.options.createSession(graph).catch((error: unknown) => {
+    // The optimized graph may hold fused operators a runtime of another onnxruntime release (or an
+    // ORT-format version) it cannot read; compute.onnx computes the same, just slower to load. A
+    // failed read or a wrong hash is not retried this way: that is the store's fault.
+    const [graph, weights] = await Promise.all([
+      this.reader.verified(version, computeOptimized),
+      computeWeights && this.reader.verified(version, computeWeights).then((data) => ({ path: computeWeights.path, data })),
+    ]);
+    return this.options.createSession({ graph, optimized: true, weights }).catch((error: unknown) => {
       console.warn(`bundle ${version}: ${computeOptimized.path} does not load here (${String(error)}); loading ${compute.path} instead`);
       return create(compute);
     });

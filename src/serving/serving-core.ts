@@ -27,6 +27,7 @@ import { BundleReader } from './bundle-reader.ts';
 import { Metrics } from './metrics.ts';
 import { DEFAULT_ORIGIN_POLICY, type OriginPolicy } from './retry.ts';
 import { ModelRegistry, type GraphChoice, type LoadedBundle, type ModelHealth } from './model-registry.ts';
+import type { GraphObjects } from './session-options.ts';
 
 export type { GraphChoice, LoadedBundle } from './model-registry.ts';
 
@@ -72,7 +73,7 @@ export interface ServingParts {
   /** L1/L2 caches of pages of rows, nearest first (Cache API, KV); none in the CLI. */
   pageCaches?: PageCache[];
   /** Opens a graph in this platform's onnxruntime (web in workerd, node in the CLI). */
-  createSession: (graph: Uint8Array) => Promise<InferenceSession>;
+  createSession: (graph: GraphObjects) => Promise<InferenceSession>;
   Tensor: TensorConstructor;
   settings?: Partial<ServingSettings>;
   /** Milliseconds; inside a deployed Worker it advances only across I/O. */

@@ -1,19 +1,25 @@
 /**
  * How a served graph's onnxruntime session is created. A graph optimized at build time
- * (cli/optimize-graph.ts, onnxruntime's ORT format) needs no load-time graph optimization, so
- * it is off. Weights are still prepacked for MLAS's GEMM: skipping that saved little of the
- * create and made every decode step slower (docs/BENCHMARKS.md §6, the ways to load the graph).
+ * (cli/optimize-graph.ts) needs no load-time graph optimization, so it is off. Weights are still
+ * prepacked for MLAS's GEMM: skipping that saved little of the create and made every decode step
+ * slower (docs/BENCHMARKS.md §6, the ways to load the graph).
  */
 import type { InferenceSession } from 'onnxruntime-common';
 
-/** The first bytes of an ORT-format graph: a flatbuffer whose file identifier is `ORTM`. */
-export function isOrtFormat(graph: Uint8Array): boolean {
-  return graph.byteLength >= 8 && graph[4] === 0x4f && graph[5] === 0x52 && graph[6] === 0x54 && graph[7] === 0x4d;
+/** A graph as a runtime is handed it: its bytes, and how to load them. */
+export interface GraphObjects {
+  /** ONNX, or (optimized bundles built before external weights) onnxruntime's ORT format. */
+  graph: Uint8Array;
+  /** Optimized at build time: loaded with onnxruntime's graph optimizer off. */
+  optimized: boolean;
+  /** The graph's weights as ONNX external data, under the name the graph gives them. */
+  weights?: { path: string; data: Uint8Array };
 }
 
 /** Session options for a graph: no load-time optimization for one optimized at build time, onnxruntime's defaults otherwise. */
-export function sessionOptionsFor(graph: Uint8Array): InferenceSession.SessionOptions {
-  if (!isOrtFormat(graph)) return {};
-  // Not use_ort_model_bytes_directly: onnxruntime-web frees its copy of the bytes after create.
-  return { graphOptimizationLevel: 'disabled' };
+export function sessionOptionsFor(graph: GraphObjects): InferenceSession.SessionOptions {
+  return {
+    ...(graph.optimized ? { graphOptimizationLevel: 'disabled' as const } : {}),
+    ...(graph.weights ? { externalData: [graph.weights] } : {}),
+  };
 }

@@ -5,6 +5,7 @@
  * cross-origin isolated page, which a page calling the API cross-origin usually is not.
  */
 import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
+import { sessionOptionsFor, type GraphObjects } from '../serving/session-options.ts';
 import { GZIP_SUFFIX, ORT_ASSETS } from './ort-assets.ts';
 import type { Traffic } from './edge-origin.ts';
 
@@ -17,7 +18,7 @@ export interface OrtRuntime {
   backend: Backend;
   /** The WebGPU adapter's description (vendor, architecture), null on WASM. */
   adapter: string | null;
-  createSession(graph: Uint8Array): Promise<InferenceSession>;
+  createSession(graph: GraphObjects): Promise<InferenceSession>;
   Tensor: TensorConstructor;
 }
 
@@ -71,7 +72,12 @@ export async function loadOrtRuntime(
     backend,
     adapter: adapter && describe(adapter),
     createSession: (graph) =>
-      ort.InferenceSession.create(graph, { ...BACKEND_DEFAULTS[backend], ...sessionOptions, executionProviders: [backend] }),
+      ort.InferenceSession.create(graph.graph, {
+        ...sessionOptionsFor(graph),
+        ...BACKEND_DEFAULTS[backend],
+        ...sessionOptions,
+        executionProviders: [backend],
+      }),
     Tensor: ort.Tensor,
   };
 }

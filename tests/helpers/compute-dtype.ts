@@ -1,14 +1,7 @@
-/**
- * Support for tests/compute-dtype.test.ts: bundles run the way the worker runs them
- * (onnxruntime-web's WASM, one thread, the graph the worker loads), and f32 graphs of checkpoint
- * weights rounded by an independent quantizer, run over another bundle's memory rows (the oracle
- * for src/model/quantize.ts, and the controls that round more coarsely).
- */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { readCheckpoint } from '../../cli/checkpoint.ts';
-import { openLocalBundle, type LocalBundle } from '../../cli/local-bundle.ts';
+import { openLocalBundle, readServedGraph, type LocalBundle } from '../../cli/local-bundle.ts';
+import { servedGraphObjects } from '../../src/bundle/manifest.ts';
 import { Decoder } from '../../src/engine/decoder.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { buildDecoderGraph, type WeightSource } from '../../src/model/model.ts';
@@ -35,18 +28,17 @@ export interface WebBundle {
   close(): Promise<void>;
 }
 
-/** A bundle folder served as the worker serves it: compute.ort when the bundle has one, else compute.onnx, in WASM. */
+/** A bundle folder served as the worker serves it (the graph optimized at build time when the bundle has one), in WASM. */
 export async function openWebBundle(dir: string): Promise<WebBundle> {
   const ort = await runtime();
   const local = await openLocalBundle(dir);
-  const ref = local.manifest.objects.computeOptimized ?? local.manifest.objects.compute;
-  const graph = new Uint8Array(readFileSync(join(dir, ref.path)));
-  const session = await ort.InferenceSession.create(graph, sessionOptionsFor(graph));
+  const graph = readServedGraph(dir, local.manifest);
+  const session = await ort.InferenceSession.create(graph.graph, sessionOptionsFor(graph));
   const decoder = new Decoder({ session, Tensor: ort.Tensor, config: local.manifest.config, rows: local.rows });
   return {
     local,
     decoder,
-    graphBytes: ref.bytes,
+    graphBytes: servedGraphObjects(local.manifest).reduce((n, ref) => n + ref.bytes, 0),
     close: async () => {
       await session.release();
       await local.core.close();
