@@ -18,6 +18,7 @@ import { InputError } from '../src/errors.ts';
 import { diffVersions, inspectPrompt, inspectToken } from '../src/inspect/index.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { unpaddedMask } from '../src/engine/attention-mask.ts';
+import { logitsFromFeed } from '../src/engine/logits-from.ts';
 import { GRAPH_IO } from '../src/model/graph-io.ts';
 import type { WeightSource } from '../src/model/model.ts';
 import { createServingCore, type LoadedBundle, type ServingCore } from '../src/serving/serving-core.ts';
@@ -221,6 +222,7 @@ async function directLogprob(o: Opened, ids: number[], zero: { position: number;
     ),
     [GRAPH_IO.memoryRows]: new ort.Tensor('float32', rows, [1, T, R]),
     ...unpaddedMask(o.bundle.session.inputNames, ort.Tensor, 1, T),
+    ...logitsFromFeed(o.bundle.session.inputNames, ort.Tensor, 0),
   };
   for (let l = 0; l < c.num_hidden_layers; l++) {
     feeds[GRAPH_IO.pastKey(l)] = new ort.Tensor('float32', new Float32Array(0), [1, c.num_key_value_heads, 0, c.head_dim]);

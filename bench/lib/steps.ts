@@ -35,7 +35,8 @@ export async function runSteps(decoder: Decoder, plan: StepPlan): Promise<number
   if (plan.prefill + plan.steps > plan.ids.length) throw new Error(`plan needs ${plan.prefill + plan.steps} ids, got ${plan.ids.length}`);
   const { config } = decoder;
   const state = decoder.start();
-  let logits = await decoder.step(state, plan.ids.slice(0, plan.prefill));
+  // As a generation's prompt: the last position's logits alone.
+  let logits = await decoder.step(state, plan.ids.slice(0, plan.prefill), 'last');
   for (let i = 0; i < plan.steps; i++) logits = await decoder.step(state, [plan.ids[plan.prefill + i]]);
   let sum = 0;
   for (let i = logits.length - config.vocab_size; i < logits.length; i++) sum += logits[i];

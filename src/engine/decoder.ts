@@ -9,6 +9,7 @@ import { InputError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { GRAPH_IO } from '../model/graph-io.ts';
 import { unpaddedMask } from './attention-mask.ts';
+import { logitsFromFeed } from './logits-from.ts';
 import type { Seat, StepBatcher } from './step-batcher.ts';
 
 /** A sequence being decoded: its KV cache and length. */
@@ -74,9 +75,9 @@ export class Decoder {
 
   /**
    * Appends `tokenIds` to the sequence in one session.run (prefill when many, decode when one)
-   * and returns their logits, [T, V] row-major.
+   * and returns their logits, [T, V] row-major, or the last position's alone, [V].
    */
-  async step(state: DecoderState, tokenIds: readonly number[]): Promise<Float32Array> {
+  async step(state: DecoderState, tokenIds: readonly number[], logits: 'all' | 'last' = 'all'): Promise<Float32Array> {
     const T = tokenIds.length;
     const limit = this.config.max_position_embeddings;
     if (T === 0) throw new Error('step needs at least one token');
@@ -95,14 +96,22 @@ export class Decoder {
     // which must hold its own tensors (a batched state's live in its batch).
     if (T === 1 && state.length > 0 && this.batcher) return this.batcher.decode(state, tokenIds[0], rows);
     this.batcher?.materialize(state);
-    return this.run(state, tokenIds, rows);
+    const out = await this.run(state, tokenIds, rows, logits === 'last' ? T - 1 : 0);
+    // A graph without `logits_from` computed every position's.
+    return logits === 'last' ? out.subarray(out.length - this.config.vocab_size) : out;
   }
 
-  /** One session.run of `tokenIds` after the sequence's own cache. */
-  private async run(state: DecoderState, tokenIds: readonly number[], rows: Float32Array | null): Promise<Float32Array> {
+  /** One session.run of `tokenIds` after the sequence's own cache; logits from position `logitsFrom` on. */
+  private async run(
+    state: DecoderState,
+    tokenIds: readonly number[],
+    rows: Float32Array | null,
+    logitsFrom: number,
+  ): Promise<Float32Array> {
     const T = tokenIds.length;
     const feeds: Record<string, Tensor> = { ...state.past };
     Object.assign(feeds, unpaddedMask(this.session.inputNames, this.Tensor, 1, state.length + T));
+    Object.assign(feeds, logitsFromFeed(this.session.inputNames, this.Tensor, logitsFrom));
     feeds[GRAPH_IO.inputIds] = new this.Tensor('int64', BigInt64Array.from(tokenIds, BigInt), [1, T]);
     feeds[GRAPH_IO.positionIds] = new this.Tensor(
       'int64',

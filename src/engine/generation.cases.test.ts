@@ -17,7 +17,7 @@ function countingModel(context = 64, extra: Partial<GenerationModel> = {}) {
     config: { vocab_size: V, max_position_embeddings: context },
     start: (): DecoderState => ({ length: 0, past: {} }),
     finish: () => {},
-    async step(state: DecoderState, ids: readonly number[]) {
+    async step(state: DecoderState, ids: readonly number[], positions: 'all' | 'last' = 'all') {
       const cached = (state.past as unknown as { length?: number }).length ?? 0;
       if (cached !== state.length) throw new Error(`KV cache of ${cached} tokens for a sequence of ${state.length}`);
       if (state.length + ids.length > context) throw new Error('past the context');
@@ -29,7 +29,7 @@ function countingModel(context = 64, extra: Partial<GenerationModel> = {}) {
         logits[t * V + ((id + 1) % V)] = 2;
         logits[t * V + ((id + 2) % V)] = 1;
       });
-      return logits;
+      return positions === 'last' ? logits.subarray(logits.length - V) : logits;
     },
   } as unknown as Decoder;
   // Token 0 decodes to nothing; the rest to letters.

@@ -14,7 +14,7 @@ function fakeModel() {
     config: { vocab_size: V, max_position_embeddings: 64 },
     start: (): DecoderState => ({ length: 0, past: {} }),
     finish: () => {},
-    async step(state: DecoderState, ids: readonly number[]) {
+    async step(state: DecoderState, ids: readonly number[], positions: 'all' | 'last' = 'all') {
       steps[ids.length > 1 ? 'prefill' : 'decode']++;
       state.length += ids.length;
       const logits = new Float32Array(ids.length * V);
@@ -23,7 +23,7 @@ function fakeModel() {
         logits[t * V + 6] = 1;
         logits[t * V + ((ids[t] + 1) % V)] += 0.5;
       }
-      return logits;
+      return positions === 'last' ? logits.subarray(logits.length - V) : logits;
     },
   } as unknown as Decoder;
   const letters = (ids: number[]) => ids.map((i) => String.fromCharCode(97 + i)).join('');

@@ -131,7 +131,6 @@ export async function* generate(
 ): AsyncGenerator<TextDelta, GenerationResult> {
   const { decoder } = model;
   const { signal } = request;
-  const V = decoder.config.vocab_size;
   const delta = (choice: Choice, text: string): TextDelta => {
     const out = {
       index: choice.index,
@@ -168,7 +167,7 @@ export async function* generate(
   let choices: Choice[] = [];
   try {
     const prefill = decoder.start();
-    const logits = (await decoder.step(prefill, request.promptIds)).subarray((request.promptIds.length - 1) * V);
+    const logits = await decoder.step(prefill, request.promptIds, 'last');
     const promptIds = new Set(request.promptIds);
     choices = Array.from({ length: request.n ?? 1 }, (_, index) => ({
       index,

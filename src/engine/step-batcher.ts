@@ -27,6 +27,7 @@
 import type { Tensor, TensorConstructor } from 'onnxruntime-common';
 import type { ModelConfig } from '../model/config.ts';
 import { GRAPH_IO } from '../model/graph-io.ts';
+import { logitsFromFeed } from './logits-from.ts';
 import type { DecoderState, StepSession } from './decoder.ts';
 import { copyRealPositions } from './kv-rows.ts';
 
@@ -263,6 +264,7 @@ export class StepBatcher {
     feeds[GRAPH_IO.positionIds] = new Tensor('int64', positions, [B, 1]);
     feeds[GRAPH_IO.attentionMask] = new Tensor('int64', BigInt64Array.from(real, BigInt), [B, S + 1]);
     if (this.takesRows) feeds[GRAPH_IO.memoryRows] = new Tensor('float32', rows, [B, 1, rowValues]);
+    Object.assign(feeds, logitsFromFeed(session.inputNames, Tensor, 0));
     const out = await session.run(feeds);
     if (this.inFlight?.ticket !== ticket) return; // abandoned meanwhile: its steps have failed already
 

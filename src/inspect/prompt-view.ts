@@ -11,6 +11,7 @@ import type { Tensor } from 'onnxruntime-common';
 import { InputError, InternalError } from '../errors.ts';
 import { GRAPH_IO } from '../model/graph-io.ts';
 import { unpaddedMask } from '../engine/attention-mask.ts';
+import { logitsFromFeed } from '../engine/logits-from.ts';
 import type { LoadedBundle, ServingCore } from '../serving/serving-core.ts';
 import { resolveLayers, tablesOf, tokenRef, type Tables } from './resolve.ts';
 import { MAX_PROMPT_PASSES, type PromptAblation, type PromptOptions, type PromptPositionView, type PromptView } from './views.ts';
@@ -172,6 +173,7 @@ function batchRunner(core: ServingCore, bundle: LoadedBundle, ids: number[]) {
       ),
       [GRAPH_IO.memoryRows]: new Tensor('float32', memoryRows, [B, T, R]),
       ...unpaddedMask(bundle.session.inputNames, Tensor, B, T),
+      ...logitsFromFeed(bundle.session.inputNames, Tensor, 0),
     };
     const empty = new Float32Array(0);
     for (let l = 0; l < config.num_hidden_layers; l++) {

@@ -9,6 +9,12 @@ export const GRAPH_IO = {
    * when `session.inputNames` has it.
    */
   attentionMask: 'attention_mask',
+  /**
+   * int64 scalar: logits are computed for positions [logits_from, seq) only; a prompt's next token
+   * needs its last position alone (src/engine/logits-from.ts). Graphs built before it lack it and
+   * compute every position's; feed it only when `session.inputNames` has it.
+   */
+  logitsFrom: 'logits_from',
   pastKey: (l: number) => `past_key_values.${l}.key`,
   pastValue: (l: number) => `past_key_values.${l}.value`,
   logits: 'logits',

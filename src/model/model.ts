@@ -216,14 +216,14 @@ class ModelGraph {
   }
 
   /** Final norm and output head: logits = N(x) · Wᵀ with W = E (tied) or lm_head. Gemm needs 2-D. */
-  logits(x: string, inputIds: string): string {
+  logits(x: string): string {
     const g = this.g;
     const { hidden_size: d, vocab_size: V } = this.config;
     const headName = this.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     const head = this.quantized ? headName : this.weight(headName);
     const flat = g.reshape(this.rmsNorm(x, 'model.norm.weight'), [-1, d]); // [B·T, d]
     const logits = this.quantized ? this.quantized.head(flat, head) : g.node('Gemm', [flat, head], { transB: 1 }); // [B·T, V]
-    const batchAndSeq = g.node('Shape', [inputIds]);
+    const batchAndSeq = g.node('Shape', [x], { start: 0, end: 2 });
     return g.node('Reshape', [logits, g.concat([batchAndSeq, g.constInt64([V])], 0)]); // [B, T, V]
   }
 }
@@ -309,7 +309,11 @@ export function buildDecoderGraph(
     if (values.length)
       g.output(values.length === 1 ? values[0] : g.concat([...values], -1), name, 'float', ['batch', 'seq', values.length]);
   }
-  g.output(m.logits(x, inputIds), GRAPH_IO.logits, 'float', ['batch', 'seq', V]);
+  // Only from position logits_from on: the head over every position of a prompt would cost T·V·d
+  // multiply-adds and T·V floats (128 KiB a token at V = 32,768) for one next token.
+  const from = g.unsqueeze(g.input(GRAPH_IO.logitsFrom, 'int64', []), [0]);
+  const headed = g.node('Slice', [x, from, g.constInt64([Number.MAX_SAFE_INTEGER]), g.constInt64([1])]); // [B, T - from, d]
+  g.output(m.logits(headed), GRAPH_IO.logits, 'float', ['batch', 'logit_positions', V]);
   return g.toModel();
 }
 
