@@ -1,11 +1,12 @@
 /**
  * Issue 6, item 6 and issue 13: time to first token on a cold isolate (a new Miniflare instance,
  * so a new workerd process), with the origin at local speed and 20 ms away, and what it is made
- * of: instance start (which includes onnxruntime's start: the edge worker runs it at module scope,
- * workers/runtime-warm-up.ts), first request on the isolate, bundle load (pointer, manifest, graph
+ * of: instance start (which includes onnxruntime's start and the kernels' warm-up: the edge worker
+ * runs both at module scope, workers/runtime-warm-up.ts), first request on the isolate, bundle load (pointer, manifest, graph
  * and tokenizer reads, sha256, ORT session), the prompt's first origin reads, and the prefill.
  * The bundle load is split further by the bench worker, one phase per request on a fresh isolate
- * that has not started onnxruntime, so the runtime's start is a phase of its own.
+ * that has not started onnxruntime, so the runtime's start and the kernels' warm-up are phases of
+ * their own; a second fresh bench worker skips the kernels' warm-up, to pair against.
  */
 import { requestJson, streamCompletion, type StreamResult } from '../lib/client.ts';
 import type { Context } from '../lib/context.ts';
@@ -13,6 +14,7 @@ import { IsolateInspector } from '../lib/inspector.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pairedRatio, shuffled, summarize, type Summary } from '../lib/stats.ts';
+import { cpuSpent, threadCpu } from '../lib/thread-cpu.ts';
 import { launchWorker, processMemory, seedR2 } from '../lib/worker.ts';
 
 export interface ColdStart {
@@ -35,6 +37,11 @@ export interface TtftResult {
   /** The isolate's V8 heap used + ArrayBuffers after each phase, MiB (median). */
   phaseHeap: Record<string, Summary>;
   /**
+   * workerd's CPU time during each phase, ms: its busiest thread (the isolate's) and all threads
+   * (with V8's background compilation); load-independent, unlike the wall-clock phases.
+   */
+  phaseCpu?: Record<string, { busiest: Summary; total: Summary }>;
+  /**
    * Graph-only session creates (after the isolate's first session) per way of shipping the graph,
    * timed in the worker: create ms, decode ms per step, paired ratios against the graph as served,
    * and the largest |logit difference| from it.
@@ -46,6 +53,12 @@ export interface TtftResult {
    * sessionOptionsFor, then the first prefill), on instances of the same repetition.
    */
   before?: { session: Summary; prefill: Summary; sessionRatio: number; prefillRatio: number; firstRequestRatio: number };
+  /**
+   * The same first create and first prefill on a fresh bench worker that started onnxruntime but did
+   * not run the kernels' warm-up (workers/runtime-warm-up.ts warmUpKernels), against the phases above
+   * (which run it, as the edge worker does at module scope), paired by repetition.
+   */
+  withoutKernels?: { session: Summary; prefill: Summary; sessionRatio: number; prefillRatio: number; firstRequestRatio: number };
   sessionVariants?: {
     name: string;
     graphBytes: number;
@@ -100,6 +113,7 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     hash: [],
     tokenizer: [],
     runtime: [],
+    kernels: [],
     session: [],
     session2: [],
     prefill: [],
@@ -111,7 +125,11 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     'after 200 decode steps': [],
   };
   const phaseHeap: Record<string, number[]> = Object.fromEntries(Object.keys(phaseRss).map((k) => [k, [] as number[]]));
+  const phaseCpu: Record<string, { busiest: number[]; total: number[] }> = Object.fromEntries(
+    Object.keys(phaseTimes).map((k) => [k, { busiest: [] as number[], total: [] as number[] }]),
+  );
   const beforeTimes = { session: [] as number[], prefill: [] as number[] };
+  const noKernelTimes = { session: [] as number[], prefill: [] as number[] };
   const rss = (pid: number | null) => (pid ? (processMemory(pid)?.rss ?? NaN) / 2 ** 20 : NaN);
   for (let rep = 0; rep < reps; rep++) {
     for (const latencyMs of rep % 2 ? [20, 0] : [0, 20]) {
@@ -139,6 +157,16 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     } finally {
       await old.dispose();
     }
+    const runtimeOnly = await launchWorker({ scriptDir: bench, seed: benchSeed });
+    try {
+      for (const phase of ['read', 'runtime', 'session', 'prefill'] as const) {
+        const r = await requestJson(runtimeOnly.url, '/phase', { model: 'flex', phase });
+        if (r.status !== 200) throw new Error(`bench worker /phase ${phase} (no kernels warm-up): ${JSON.stringify(r.json)}`);
+        if (phase === 'session' || phase === 'prefill') noKernelTimes[phase].push(r.ms);
+      }
+    } finally {
+      await runtimeOnly.dispose();
+    }
     const b = await launchWorker({ scriptDir: bench, seed: benchSeed, inspect: true });
     const inspector = b.inspectorPort ? await IsolateInspector.connect(b.inspectorPort).catch(() => null) : null;
     const record = async (phase: string) => {
@@ -150,10 +178,16 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
       await record('ready');
       phaseTimes['first request (no bundle)'].push((await requestJson(b.url, '/clock?spin=0')).ms);
       await record('first request (no bundle)');
-      for (const phase of ['read', 'hash', 'tokenizer', 'runtime', 'session', 'session2', 'prefill', 'prefill2'] as const) {
+      for (const phase of ['read', 'hash', 'tokenizer', 'runtime', 'kernels', 'session', 'session2', 'prefill', 'prefill2'] as const) {
+        const cpuBefore = b.pid ? threadCpu(b.pid) : null;
         const r = await requestJson(b.url, '/phase', { model: 'flex', phase });
         if (r.status !== 200) throw new Error(`bench worker /phase ${phase}: ${JSON.stringify(r.json)}`);
         phaseTimes[phase].push(r.ms);
+        if (cpuBefore && b.pid) {
+          const spent = cpuSpent(cpuBefore, threadCpu(b.pid));
+          phaseCpu[phase].busiest.push(spent.busiest);
+          phaseCpu[phase].total.push(spent.total);
+        }
         await record(phase);
       }
       for (const round of [0, 1]) {
@@ -230,6 +264,16 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
       firstRequest(beforeTimes.session, beforeTimes.prefill),
     ),
   };
+  const withoutKernels = {
+    session: summarize(noKernelTimes.session),
+    prefill: summarize(noKernelTimes.prefill),
+    sessionRatio: pairedRatio(phaseTimes.session, noKernelTimes.session),
+    prefillRatio: pairedRatio(phaseTimes.prefill, noKernelTimes.prefill),
+    firstRequestRatio: pairedRatio(
+      firstRequest(phaseTimes.session, phaseTimes.prefill),
+      firstRequest(noKernelTimes.session, noKernelTimes.prefill),
+    ),
+  };
   return {
     suite: 'ttft',
     reps,
@@ -239,7 +283,13 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     phases,
     phaseRss: rssSummary,
     phaseHeap: heapSummary,
+    phaseCpu: Object.fromEntries(
+      Object.entries(phaseCpu)
+        .filter(([, v]) => v.total.length > 0)
+        .map(([k, v]) => [k, { busiest: summarize(v.busiest), total: summarize(v.total) }]),
+    ),
     before,
+    withoutKernels,
     sessionVariants,
   };
 }

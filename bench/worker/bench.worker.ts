@@ -18,7 +18,9 @@
  *                        bundle has it), 'hash' (sha256 of graph + tokenizer), 'tokenizer'
  *                        (parse tokenizer.json), 'runtime' (onnxruntime's start: one session over
  *                        the warm-up graph, workers/runtime-warm-up.ts, which the edge worker runs
- *                        at module scope), 'session' (the first InferenceSession of the graph, with
+ *                        at module scope), 'kernels' (the tiny model graph the edge worker runs
+ *                        after it at module scope, workers/runtime-warm-up.ts warmUpKernels),
+ *                        'session' (the first InferenceSession of the graph, with
  *                        sessionOptionsFor), 'session2' (a second one), 'prefill' (a 32-token
  *                        prefill on the first session: its kernels' first run), 'prefill2' (the
  *                        same again), 'steps' (prefill 32 + the rest of `ids` as decode steps on the
@@ -41,7 +43,7 @@ import { Random } from '../../src/util/random.ts';
 import { sha256Hex } from '../../src/util/sha256.ts';
 import { sessionOptionsFor } from '../../src/serving/session-options.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
-import { warmUpRuntime } from '../../workers/runtime-warm-up.ts';
+import { warmUpKernels, warmUpRuntime } from '../../workers/runtime-warm-up.ts';
 import { R2Store } from '../../workers/r2-store.ts';
 import { runLookups, runSteps, zeroRows } from '../lib/steps.ts';
 
@@ -199,7 +201,7 @@ export default {
       if (url.pathname === '/phase') {
         const body = (await request.json()) as {
           model: string;
-          phase: 'read' | 'hash' | 'tokenizer' | 'runtime' | 'session' | 'session2' | 'prefill' | 'prefill2' | 'steps';
+          phase: 'read' | 'hash' | 'tokenizer' | 'runtime' | 'kernels' | 'session' | 'session2' | 'prefill' | 'prefill2' | 'steps';
           ids?: number[];
           /** 'compute': read compute.onnx even when the bundle has compute.ort (the graph served before it). */
           graph?: 'compute';
@@ -232,6 +234,10 @@ export default {
         if (body.phase === 'runtime') {
           await warmUpRuntime(onnxRuntime());
           return Response.json({ runtime: 'started' });
+        }
+        if (body.phase === 'kernels') {
+          await warmUpKernels(onnxRuntime());
+          return Response.json({ kernels: 'run' });
         }
         if (body.phase === 'prefill' || body.phase === 'prefill2') {
           const rows = state.manifest.tables ? zeroRows(state.manifest.tables.layout.rowValues) : null;
