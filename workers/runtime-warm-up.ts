@@ -8,6 +8,9 @@
  * not computation, and this needs none.
  */
 import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
+import { Decoder } from '../src/engine/decoder.ts';
+import { sessionOptionsFor } from '../src/serving/session-options.ts';
+import { WARM_UP_CONFIG, WARM_UP_MODEL_BASE64, WARM_UP_ROW_VALUES, WARM_UP_WEIGHTS } from './warm-up-graph.ts';
 
 /**
  * `y = x + 1` over a float[1], as src/onnx/graph-builder.ts writes it (graph `flexmem_warm_up`,
@@ -22,7 +25,7 @@ export const WARM_UP_GRAPH = Uint8Array.from([
 ]);
 
 interface Runtime {
-  InferenceSession: { create(graph: Uint8Array): Promise<InferenceSession> };
+  InferenceSession: { create(graph: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession> };
   Tensor: TensorConstructor;
 }
 
@@ -32,6 +35,45 @@ export async function warmUpRuntime(ort: Runtime): Promise<void> {
   try {
     const { y } = await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) });
     if ((y.data as Float32Array)[0] !== 2) throw new Error(`the warm-up graph computed ${y.data[0]} for 1 + 1`);
+  } finally {
+    await session.release();
+  }
+}
+
+function decodeBase64(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * Runs the kernels of a served Flex-MemoryLLM graph once: the same architecture built and optimized
+ * as every bundle's served graph, its weights beside it (scripts/build-warm-up-graph.ts), one layer of tiny width, loaded
+ * with the served session options, then a prefill and a decode step. The first run of each kernel
+ * is one-time work (the first call of its wasm functions) that otherwise lands in the first
+ * request's prefill; it shortens the served graph's create little if at all: that cost is onnxruntime's
+ * allocation planner over the whole graph (docs/architecture.md "Cold start"). One layer is the
+ * smallest graph with every kernel: more layers or more runs cost startup time and gained nothing.
+ */
+export async function warmUpKernels(ort: Runtime): Promise<void> {
+  const graph = {
+    graph: decodeBase64(WARM_UP_MODEL_BASE64),
+    optimized: true,
+    weights: { path: WARM_UP_WEIGHTS.path, data: decodeBase64(WARM_UP_WEIGHTS.base64) },
+  };
+  const session = await ort.InferenceSession.create(graph.graph, sessionOptionsFor(graph));
+  try {
+    const rows = {
+      rowValues: WARM_UP_ROW_VALUES,
+      rows: async (ids: readonly number[]) => new Float32Array(ids.length * WARM_UP_ROW_VALUES),
+    };
+    const decoder = new Decoder({ session, Tensor: ort.Tensor, config: WARM_UP_CONFIG, rows });
+    const state = decoder.start();
+    await decoder.step(state, [1, 2, 3, 4, 5, 6, 7, 8], 'last');
+    const logits = await decoder.step(state, [9]);
+    if (logits.length !== WARM_UP_CONFIG.vocab_size || !logits.every(Number.isFinite))
+      throw new Error('the warm-up model computed logits of the wrong size or not finite');
   } finally {
     await session.release();
   }

@@ -67,7 +67,7 @@ export function ortMemory(bundleDir: string, options: OrtOptionSet): Promise<Ort
 }
 
 /** The graph in ORT format with its weights inside, optimized as cli/optimize-graph.ts optimizes (the served graph before external weights). */
-async function inlineOrtGraph(onnx: Uint8Array): Promise<Uint8Array> {
+export async function inlineOrtGraph(onnx: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
   const dir = mkdtempSync(join(tmpdir(), 'flexmem-ort-'));
   try {
     writeFileSync(join(dir, 'graph.onnx'), onnx);

@@ -615,7 +615,9 @@ ${reproduce(H.meta, 'hotset')}
       hash: 'sha256 of graph + tokenizer',
       tokenizer: 'parse the tokenizer',
       runtime: 'onnxruntime start: wasm instantiation, runtime init, a one-node session created and run (edge worker: at module scope)',
-      session: 'first `InferenceSession.create` of compute.ort (sessionOptionsFor), after the runtime start',
+      kernels:
+        "the kernels' warm-up: a one-layer model of the same architecture (compute.ort, 115 KB) created, a prefill and a decode step run (edge worker: at module scope)",
+      session: "first `InferenceSession.create` of compute.ort (sessionOptionsFor), after the runtime start and the kernels' warm-up",
       session2: 'a second `InferenceSession.create` (graph only)',
       prefill: 'first 32-token prefill on the first session (constant rows)',
       prefill2: 'the same prefill again',
@@ -631,20 +633,29 @@ ${table(
   keys.map(([k, label]) => [label, iqr(tt.summary['0'][k]), iqr(tt.summary['20'][k])]),
 )}
 
-The bundle load split by phase (bench worker on a fresh instance that has not started onnxruntime, one phase per request, client-timed):
+The bundle load split by phase (bench worker on a fresh instance that has not started onnxruntime, one phase per request, client-timed;
+CPU from /proc, medians, in 10 ms ticks: the isolate's thread, and all of workerd's threads, V8's background compilation included):
 
 ${table(
-  ['phase', 'ms', 'workerd RSS after it, MiB', 'isolate heap + ArrayBuffers after it (after GC), MiB'],
   [
-    ['instance ready', '', fmt(tt.phaseRss?.ready?.median ?? NaN), fmt(tt.phaseHeap?.ready?.median ?? NaN)],
+    'phase',
+    'ms',
+    'CPU ms: isolate thread / all threads',
+    'workerd RSS after it, MiB',
+    'isolate heap + ArrayBuffers after it (after GC), MiB',
+  ],
+  [
+    ['instance ready', '', '', fmt(tt.phaseRss?.ready?.median ?? NaN), fmt(tt.phaseHeap?.ready?.median ?? NaN)],
     ...Object.entries(tt.phases).map(([k, v]) => [
       phaseLabels[k] ?? k,
       iqr(v),
+      tt.phaseCpu?.[k] ? `${fmt(tt.phaseCpu[k].busiest.median)} / ${fmt(tt.phaseCpu[k].total.median)}` : '',
       fmt(tt.phaseRss?.[k]?.median ?? NaN),
       fmt(tt.phaseHeap?.[k]?.median ?? NaN),
     ]),
     [
       '200 decode steps on the first session (rows: a constant block)',
+      '',
       '',
       fmt(tt.phaseRss?.['after 200 decode steps']?.median ?? NaN),
       fmt(tt.phaseHeap?.['after 200 decode steps']?.median ?? NaN),
@@ -662,10 +673,19 @@ left in the first request) ${x(tt.before.firstRequestRatio)}.
 `
     : ''
 }${
+  tt.withoutKernels
+    ? `Without the kernels' warm-up (a fresh bench worker per repetition: runtime start, then the first create and prefill): first create
+${iqr(tt.withoutKernels.session)} ms, first prefill ${iqr(tt.withoutKernels.prefill)} ms. With it, paired by repetition: the first create
+${x(tt.withoutKernels.sessionRatio)} of that, the first prefill ${x(tt.withoutKernels.prefillRatio)}, the two together ${x(tt.withoutKernels.firstRequestRatio)}.
+
+`
+    : ''
+}${
   tt.sessionVariants
     ? `Ways to ship and load the graph (issue 13, cold start): each a graph-only \`InferenceSession.create\` on the same isolate after its first
 session, then a 32-token prefill and 64 decode steps (constant rows), both timed inside the worker, 2 per repetition in a shuffled order;
-ratios are paired against the graph as served; the last column is the largest |logit| difference from it over the prefill's last position.
+ratios are paired against the first row (compute.onnx with onnxruntime's defaults); the last column is the largest |logit| difference from it over the
+prefill's last position.
 
 ${table(
   ['graph and session options', 'graph bytes', 'create ms', 'create vs served', 'decode ms/step', 'step vs served', 'max |Δ logit|'],
@@ -832,7 +852,7 @@ function coldStartVariants(t: TtftResult): string {
   const served = t.sessionVariants?.[0];
   const best = t.sessionVariants?.at(-1);
   if (!served || !best) return '';
-  return ` The graph optimized at build time (compute.ort, served now) loaded with \`sessionOptionsFor\` takes ${x(best.createRatio)} the graph-only create time of compute.onnx with onnxruntime's defaults (served before it; ${ms(best.createMs.median)} against ${ms(served.createMs.median)}), with decode steps at ${x(best.stepRatio)} and logits within ${best.maxLogitDiff.toExponential(1)}.`;
+  return ` The graph optimized at build time (served now, its weights beside it) loaded with \`sessionOptionsFor\` takes ${x(best.createRatio)} the graph-only create time of compute.onnx with onnxruntime's defaults (served before it; ${ms(best.createMs.median)} against ${ms(served.createMs.median)}), with decode steps at ${x(best.stepRatio)} and logits within ${best.maxLogitDiff.toExponential(1)}.`;
 }
 
 /** What limits the numbers above; every sentence is conditioned on (and quotes) a measured value. */
@@ -881,7 +901,7 @@ function findings(all: AllResults): string {
     const phase = (k: string) => t.phases[k]?.median ?? NaN;
     const met = s0.ttftCold.median <= 300;
     out.push(
-      `- **A cold isolate's first token: ${ms(s0.ttftCold.median)} on a new instance (origin 0 ms); goal of issue 13: within 300 ms, ${met ? 'met' : 'missed'}.** Of it, ${ms(s0.bundleLoad.median)} until the response headers (bundle load) and ${ms(s0.prefillCold.median)} from the role chunk to the first token (rows wave + prefill). The bench worker splits the load: onnxruntime's start takes ${ms(phase('runtime'))} (the edge worker runs it at module scope: here it falls in the instance's start, not in the first request; in production in the isolate's start, which the first request may itself cause), the first \`InferenceSession.create\` of compute.ort after it ${ms(phase('session'))} against ${ms(phase('session2'))} for a second one, the first 32-token prefill ${ms(phase('prefill'))} against ${ms(phase('prefill2'))} for the same again, reading every bundle object ${ms(phase('read'))} and hashing them ${ms(phase('hash'))}.${coldStartVariants(t)}${met ? '' : ` What stands in the way is onnxruntime's first load and first run of the graph (the first create and the first prefill, each well above its repeat: one-time work in the wasm, not its instantiation).`}`,
+      `- **A cold isolate's first token: ${ms(s0.ttftCold.median)} on a new instance (origin 0 ms); goal of issue 13: within 300 ms, ${met ? 'met' : 'missed'}.** Of it, ${ms(s0.bundleLoad.median)} until the response headers (bundle load) and ${ms(s0.prefillCold.median)} from the role chunk to the first token (rows wave + prefill). The bench worker splits the load: onnxruntime's start takes ${ms(phase('runtime'))} (the edge worker runs it at module scope: here it falls in the instance's start, not in the first request; in production in the isolate's start, which the first request may itself cause), the first \`InferenceSession.create\` of compute.ort after it ${ms(phase('session'))} against ${ms(phase('session2'))} for a second one, the first 32-token prefill ${ms(phase('prefill'))} against ${ms(phase('prefill2'))} for the same again, reading every bundle object ${ms(phase('read'))} and hashing them ${ms(phase('hash'))}.${coldStartVariants(t)}${met ? '' : ` What stands in the way is the session create itself (${ms(phase('session2'))} even for a second one; most of it onnxruntime's allocation planner, superlinear in the graph's node count, docs/architecture.md "Cold start") and the first request's rows wave (${ms(s0.memoryWaitCold.median)}: the 8 MiB hot set is read after the session, not beside it).`}`,
     );
   }
   if (h) {

@@ -1,18 +1,22 @@
 /**
  * Issue 6, item 6 and issue 13: time to first token on a cold isolate (a new Miniflare instance,
  * so a new workerd process), with the origin at local speed and 20 ms away, and what it is made
- * of: instance start (which includes onnxruntime's start: the edge worker runs it at module scope,
- * workers/runtime-warm-up.ts), first request on the isolate, bundle load (pointer, manifest, graph
+ * of: instance start (which includes onnxruntime's start and the kernels' warm-up: the edge worker
+ * runs both at module scope, workers/runtime-warm-up.ts), first request on the isolate, bundle load (pointer, manifest, graph
  * and tokenizer reads, sha256, ORT session), the prompt's first origin reads, and the prefill.
  * The bundle load is split further by the bench worker, one phase per request on a fresh isolate
- * that has not started onnxruntime, so the runtime's start is a phase of its own.
+ * that has not started onnxruntime, so the runtime's start and the kernels' warm-up are phases of
+ * their own; a second fresh bench worker skips the kernels' warm-up, to pair against.
  */
 import { requestJson, streamCompletion, type StreamResult } from '../lib/client.ts';
 import type { Context } from '../lib/context.ts';
 import { IsolateInspector } from '../lib/inspector.ts';
+import { inlineOrtGraph } from '../lib/ort-memory.ts';
+import { servedGraphObjects } from '../../src/bundle/manifest.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pairedRatio, shuffled, summarize, type Summary } from '../lib/stats.ts';
+import { cpuSpent, threadCpu } from '../lib/thread-cpu.ts';
 import { launchWorker, processMemory, seedR2 } from '../lib/worker.ts';
 
 export interface ColdStart {
@@ -35,6 +39,11 @@ export interface TtftResult {
   /** The isolate's V8 heap used + ArrayBuffers after each phase, MiB (median). */
   phaseHeap: Record<string, Summary>;
   /**
+   * workerd's CPU time during each phase, ms: its busiest thread (the isolate's) and all threads
+   * (with V8's background compilation); load-independent, unlike the wall-clock phases.
+   */
+  phaseCpu?: Record<string, { busiest: Summary; total: Summary }>;
+  /**
    * Graph-only session creates (after the isolate's first session) per way of shipping the graph,
    * timed in the worker: create ms, decode ms per step, paired ratios against the graph as served,
    * and the largest |logit difference| from it.
@@ -46,6 +55,12 @@ export interface TtftResult {
    * sessionOptionsFor, then the first prefill), on instances of the same repetition.
    */
   before?: { session: Summary; prefill: Summary; sessionRatio: number; prefillRatio: number; firstRequestRatio: number };
+  /**
+   * The same first create and first prefill on a fresh bench worker that started onnxruntime but did
+   * not run the kernels' warm-up (workers/runtime-warm-up.ts warmUpKernels), against the phases above
+   * (which run it, as the edge worker does at module scope), paired by repetition.
+   */
+  withoutKernels?: { session: Summary; prefill: Summary; sessionRatio: number; prefillRatio: number; firstRequestRatio: number };
   sessionVariants?: {
     name: string;
     graphBytes: number;
@@ -57,15 +72,25 @@ export interface TtftResult {
   }[];
 }
 
-/** How a graph can be shipped and loaded: the served graph with onnxruntime's defaults first (the yardstick). */
+/**
+ * How a graph can be shipped and loaded, compute.onnx with onnxruntime's defaults first (the
+ * yardstick, served before build-time optimization) and the served graph last. 'ort' is the
+ * optimized graph with its weights inside one ORT-format file (compute.ort, served before the
+ * weights went beside the graph), posted by the suite.
+ */
 const SESSION_VARIANTS = [
-  { name: 'compute.onnx, onnxruntime defaults (as served before compute.ort)', graph: 'onnx', options: 'default' },
-  { name: 'compute.onnx, graph optimization disabled', graph: 'onnx', options: 'disabled' },
-  { name: 'compute.ort (optimized at build, extended), optimization disabled, no prepacking', graph: 'ort', options: 'no-prepacking' },
+  { name: 'compute.onnx, onnxruntime defaults (as served before build-time optimization)', graph: 'compute', options: 'default' },
+  { name: 'compute.onnx, graph optimization disabled', graph: 'compute', options: 'disabled' },
   {
-    name: 'compute.ort with sessionOptionsFor: optimization disabled, prepacking on (as served)',
+    name: 'compute.ort: optimized at build, weights inside one ORT-format file (as served before), optimization disabled',
     graph: 'ort',
-    options: 'build-optimized',
+    options: 'served',
+  },
+  { name: 'optimized at build, weights beside the graph, optimization disabled, no prepacking', graph: 'served', options: 'no-prepacking' },
+  {
+    name: 'compute.optimized.onnx + compute.weights with sessionOptionsFor: optimization disabled, prepacking on (as served)',
+    graph: 'served',
+    options: 'served',
   },
 ] as const;
 
@@ -87,11 +112,14 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
   const edgeSeed = await seedR2(edge, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const benchSeed = await seedR2(bench, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const runs: ColdStart[] = [];
-  const optimized = demo.manifest.objects.computeOptimized;
-  if (!optimized) throw new Error(`the demo bundle ${demo.dir} has no compute.ort (built with optimizedGraph false?)`);
-  const graphs: Record<'onnx' | 'ort', Uint8Array<ArrayBuffer>> = {
-    onnx: new Uint8Array(readFileSync(join(demo.dir, demo.manifest.objects.compute.path))),
-    ort: new Uint8Array(readFileSync(join(demo.dir, optimized.path))),
+  if (!demo.manifest.objects.computeWeights)
+    throw new Error(`the demo bundle ${demo.dir} has no optimized graph with its weights beside it (built with optimizedGraph false?)`);
+  const compute = new Uint8Array(readFileSync(join(demo.dir, demo.manifest.objects.compute.path)));
+  const ortGraph = await inlineOrtGraph(compute);
+  const graphBytes = {
+    compute: compute.byteLength,
+    ort: ortGraph.byteLength,
+    served: servedGraphObjects(demo.manifest).reduce((n, ref) => n + ref.bytes, 0),
   };
   const variantRuns = SESSION_VARIANTS.map(() => ({ createMs: [] as number[], stepMs: [] as number[], maxLogitDiff: 0 }));
   const phaseTimes: Record<string, number[]> = {
@@ -100,6 +128,7 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     hash: [],
     tokenizer: [],
     runtime: [],
+    kernels: [],
     session: [],
     session2: [],
     prefill: [],
@@ -111,7 +140,11 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     'after 200 decode steps': [],
   };
   const phaseHeap: Record<string, number[]> = Object.fromEntries(Object.keys(phaseRss).map((k) => [k, [] as number[]]));
+  const phaseCpu: Record<string, { busiest: number[]; total: number[] }> = Object.fromEntries(
+    Object.keys(phaseTimes).map((k) => [k, { busiest: [] as number[], total: [] as number[] }]),
+  );
   const beforeTimes = { session: [] as number[], prefill: [] as number[] };
+  const noKernelTimes = { session: [] as number[], prefill: [] as number[] };
   const rss = (pid: number | null) => (pid ? (processMemory(pid)?.rss ?? NaN) / 2 ** 20 : NaN);
   for (let rep = 0; rep < reps; rep++) {
     for (const latencyMs of rep % 2 ? [20, 0] : [0, 20]) {
@@ -139,6 +172,16 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     } finally {
       await old.dispose();
     }
+    const runtimeOnly = await launchWorker({ scriptDir: bench, seed: benchSeed });
+    try {
+      for (const phase of ['read', 'runtime', 'session', 'prefill'] as const) {
+        const r = await requestJson(runtimeOnly.url, '/phase', { model: 'flex', phase });
+        if (r.status !== 200) throw new Error(`bench worker /phase ${phase} (no kernels warm-up): ${JSON.stringify(r.json)}`);
+        if (phase === 'session' || phase === 'prefill') noKernelTimes[phase].push(r.ms);
+      }
+    } finally {
+      await runtimeOnly.dispose();
+    }
     const b = await launchWorker({ scriptDir: bench, seed: benchSeed, inspect: true });
     const inspector = b.inspectorPort ? await IsolateInspector.connect(b.inspectorPort).catch(() => null) : null;
     const record = async (phase: string) => {
@@ -150,10 +193,16 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
       await record('ready');
       phaseTimes['first request (no bundle)'].push((await requestJson(b.url, '/clock?spin=0')).ms);
       await record('first request (no bundle)');
-      for (const phase of ['read', 'hash', 'tokenizer', 'runtime', 'session', 'session2', 'prefill', 'prefill2'] as const) {
+      for (const phase of ['read', 'hash', 'tokenizer', 'runtime', 'kernels', 'session', 'session2', 'prefill', 'prefill2'] as const) {
+        const cpuBefore = b.pid ? threadCpu(b.pid) : null;
         const r = await requestJson(b.url, '/phase', { model: 'flex', phase });
         if (r.status !== 200) throw new Error(`bench worker /phase ${phase}: ${JSON.stringify(r.json)}`);
         phaseTimes[phase].push(r.ms);
+        if (cpuBefore && b.pid) {
+          const spent = cpuSpent(cpuBefore, threadCpu(b.pid));
+          phaseCpu[phase].busiest.push(spent.busiest);
+          phaseCpu[phase].total.push(spent.total);
+        }
         await record(phase);
       }
       for (const round of [0, 1]) {
@@ -163,9 +212,9 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
           rep * 2 + round,
         ).sort((a, b) => (a === 0 ? -1 : b === 0 ? 1 : 0))) {
           const variant = SESSION_VARIANTS[i];
-          const response = await fetch(`${b.url}/session-variant?model=flex&options=${variant.options}`, {
+          const response = await fetch(`${b.url}/session-variant?model=flex&graph=${variant.graph}&options=${variant.options}`, {
             method: 'POST',
-            body: graphs[variant.graph],
+            body: variant.graph === 'ort' ? ortGraph : '',
           });
           const json = (await response.json()) as { createMs: number; stepMs: number; logits: number[]; error?: string };
           if (!response.ok) throw new Error(`bench worker /session-variant: ${json.error}`);
@@ -212,7 +261,7 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
   for (const [k, v] of Object.entries(phaseHeap)) heapSummary[k] = summarize(v);
   const sessionVariants = SESSION_VARIANTS.map((variant, i) => ({
     name: variant.name,
-    graphBytes: graphs[variant.graph].byteLength,
+    graphBytes: graphBytes[variant.graph],
     createMs: summarize(variantRuns[i].createMs),
     stepMs: summarize(variantRuns[i].stepMs),
     createRatio: pairedRatio(variantRuns[i].createMs, variantRuns[0].createMs),
@@ -230,6 +279,16 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
       firstRequest(beforeTimes.session, beforeTimes.prefill),
     ),
   };
+  const withoutKernels = {
+    session: summarize(noKernelTimes.session),
+    prefill: summarize(noKernelTimes.prefill),
+    sessionRatio: pairedRatio(phaseTimes.session, noKernelTimes.session),
+    prefillRatio: pairedRatio(phaseTimes.prefill, noKernelTimes.prefill),
+    firstRequestRatio: pairedRatio(
+      firstRequest(phaseTimes.session, phaseTimes.prefill),
+      firstRequest(noKernelTimes.session, noKernelTimes.prefill),
+    ),
+  };
   return {
     suite: 'ttft',
     reps,
@@ -239,7 +298,13 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     phases,
     phaseRss: rssSummary,
     phaseHeap: heapSummary,
+    phaseCpu: Object.fromEntries(
+      Object.entries(phaseCpu)
+        .filter(([, v]) => v.total.length > 0)
+        .map(([k, v]) => [k, { busiest: summarize(v.busiest), total: summarize(v.total) }]),
+    ),
     before,
+    withoutKernels,
     sessionVariants,
   };
 }

@@ -18,7 +18,9 @@
  *                        bundle has it), 'hash' (sha256 of graph + tokenizer), 'tokenizer'
  *                        (parse tokenizer.json), 'runtime' (onnxruntime's start: one session over
  *                        the warm-up graph, workers/runtime-warm-up.ts, which the edge worker runs
- *                        at module scope), 'session' (the first InferenceSession of the graph, with
+ *                        at module scope), 'kernels' (the tiny model graph the edge worker runs
+ *                        after it at module scope, workers/runtime-warm-up.ts warmUpKernels),
+ *                        'session' (the first InferenceSession of the graph, with
  *                        sessionOptionsFor), 'session2' (a second one), 'prefill' (a 32-token
  *                        prefill on the first session: its kernels' first run), 'prefill2' (the
  *                        same again), 'steps' (prefill 32 + the rest of `ids` as decode steps on the
@@ -41,7 +43,7 @@ import { Random } from '../../src/util/random.ts';
 import { sha256Hex } from '../../src/util/sha256.ts';
 import { sessionOptionsFor, type GraphObjects } from '../../src/serving/session-options.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
-import { warmUpRuntime } from '../../workers/runtime-warm-up.ts';
+import { warmUpKernels, warmUpRuntime } from '../../workers/runtime-warm-up.ts';
 import { R2Store } from '../../workers/r2-store.ts';
 import { runLookups, runSteps, zeroRows } from '../lib/steps.ts';
 
@@ -165,22 +167,29 @@ export default {
         return Response.json({ checksum });
       }
       if (url.pathname === '/session-variant') {
-        // A graph posted as the body, loaded with the named options (after the isolate's first session):
-        // the create time and a decode loop (32-token prefill + steps, constant rows), timed in the worker.
+        // A graph loaded with the named options (after the isolate's first session): the create time
+        // and a decode loop (32-token prefill + steps, constant rows), timed in the worker. `graph`:
+        // 'served' (what `read` read), 'compute' (compute.onnx), 'ort' (an optimized graph posted as the body).
         const state = phases.get(url.searchParams.get('model') ?? 'flex');
         if (!state) throw new Error('phase read first');
-        const graph = new Uint8Array(await request.arrayBuffer());
+        const which = url.searchParams.get('graph');
+        const graph: GraphObjects =
+          which === 'served'
+            ? state.graph
+            : which === 'ort'
+              ? { graph: new Uint8Array(await request.arrayBuffer()), optimized: true }
+              : { graph: await getBytes(env, bundleKey(state.manifest.version, state.manifest.objects.compute.path)), optimized: false };
         const variant = url.searchParams.get('options') ?? 'default';
         const options: InferenceSession.SessionOptions =
-          variant === 'build-optimized'
-            ? sessionOptionsFor({ graph, optimized: true })
+          variant === 'served'
+            ? sessionOptionsFor(graph)
             : variant === 'no-prepacking'
-              ? { graphOptimizationLevel: 'disabled', extra: { session: { disable_prepacking: '1' } } }
+              ? { ...sessionOptionsFor(graph), extra: { session: { disable_prepacking: '1' } } }
               : variant === 'disabled'
                 ? { graphOptimizationLevel: 'disabled' }
                 : {};
         const t0 = performance.now();
-        const session = await onnxRuntime().InferenceSession.create(graph, options);
+        const session = await onnxRuntime().InferenceSession.create(graph.graph, options);
         const createMs = performance.now() - t0;
         const { config } = state.manifest;
         const ids = Array.from({ length: 96 }, (_, i) => (i * 37) % config.vocab_size);
@@ -199,9 +208,9 @@ export default {
       if (url.pathname === '/phase') {
         const body = (await request.json()) as {
           model: string;
-          phase: 'read' | 'hash' | 'tokenizer' | 'runtime' | 'session' | 'session2' | 'prefill' | 'prefill2' | 'steps';
+          phase: 'read' | 'hash' | 'tokenizer' | 'runtime' | 'kernels' | 'session' | 'session2' | 'prefill' | 'prefill2' | 'steps';
           ids?: number[];
-          /** 'compute': read compute.onnx even when the bundle has compute.ort (the graph served before it). */
+          /** 'compute': read compute.onnx even when the bundle has an optimized graph (the graph served before it). */
           graph?: 'compute';
         };
         if (body.phase === 'read') {
@@ -238,6 +247,10 @@ export default {
         if (body.phase === 'runtime') {
           await warmUpRuntime(onnxRuntime());
           return Response.json({ runtime: 'started' });
+        }
+        if (body.phase === 'kernels') {
+          await warmUpKernels(onnxRuntime());
+          return Response.json({ kernels: 'run' });
         }
         if (body.phase === 'prefill' || body.phase === 'prefill2') {
           const rows = state.manifest.tables ? zeroRows(state.manifest.tables.layout.rowValues) : null;

@@ -2,7 +2,9 @@
  * How a served graph's onnxruntime session is created. A graph optimized at build time
  * (cli/optimize-graph.ts) needs no load-time graph optimization, so it is off. Weights are still
  * prepacked for MLAS's GEMM: skipping that saved little of the create and made every decode step
- * slower (docs/BENCHMARKS.md §6, the ways to load the graph).
+ * slower (docs/BENCHMARKS.md §6, the ways to load the graph). The CPU memory arena and memory
+ * pattern keep their defaults: turning them off did not shorten the create, which is mostly
+ * onnxruntime's allocation planner (docs/architecture.md "Cold start").
  */
 import type { InferenceSession } from 'onnxruntime-common';
 
