@@ -33,7 +33,7 @@ import { buildBundle, type BuildOptions } from '../cli/build-bundle.ts';
 import { writeRandomCheckpoint } from '../cli/random-checkpoint.ts';
 import type { Decoder } from '../src/engine/decoder.ts';
 import { perplexity } from '../src/engine/perplexity.ts';
-import { HEAD_SLICE_ROWS } from '../src/model/compute-weights.ts';
+import { headSliceRows } from '../src/model/compute-weights.ts';
 import type { ConfigInput } from '../src/model/config.ts';
 import { dequantizeBlockwise, quantizeBlockwise, type ComputeDtype } from '../src/model/quantize.ts';
 import { flexmem } from './helpers/cli.ts';
@@ -120,7 +120,7 @@ describe.each([
   ['flex, untied head', 'flex', { tie_word_embeddings: false }],
   // 48 is not a multiple of the block (32): the last block of every row is padded.
   ['flex, hidden 48', 'flex', { hidden_size: 48 }],
-  // More rows than HEAD_SLICE_ROWS (src/model/compute-weights.ts): the head runs as 3 MatMulNBits.
+  // More rows than headSliceRows(d) (src/model/compute-weights.ts): the head runs as 3 MatMulNBits.
   ['flex, vocab 9000 (a head in 3 slices)', 'flex', { vocab_size: 9000 }],
 ] as const)('random tiny %s: logits on eval.txt in onnxruntime-web', (label, arch, overrides: Partial<ConfigInput>) => {
   const name = label.replace(/\W+/g, '-');
@@ -159,15 +159,16 @@ describe.each([
   });
 
   it.each(['int8', 'int4'] as const)(
-    '%s runs a head of more than HEAD_SLICE_ROWS rows in slices, and the embedding reads them',
+    '%s runs a head of more than headSliceRows(d) rows in slices, and the embedding reads them',
     (dtype) => {
       const graph = onnxProto.onnx.ModelProto.decode(readFileSync(join(dir.path, `${name}-${dtype}`, 'compute.onnx')));
-      const V = bundles[dtype]!.local.manifest.config.vocab_size;
+      const { vocab_size: V, hidden_size: d } = bundles[dtype]!.local.manifest.config;
+      const rows = headSliceRows(d);
       const slices = (graph.graph?.initializer ?? []).filter((t) => /\.q\.rows\d+$/.test(t.name ?? '')).length;
-      expect(slices).toBe(V > HEAD_SLICE_ROWS ? Math.ceil(V / HEAD_SLICE_ROWS) : 0);
+      expect(slices).toBe(V > rows ? Math.ceil(V / rows) : 0);
       // The embedding gathers from the same slices: the packed rows are stored once.
       const whole = (graph.graph?.initializer ?? []).filter((t) => t.name === 'model.embed_tokens.weight.q').length;
-      expect(whole).toBe(V > HEAD_SLICE_ROWS ? 0 : 1);
+      expect(whole).toBe(V > rows ? 0 : 1);
     },
   );
 

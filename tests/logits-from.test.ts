@@ -3,7 +3,8 @@
  * src/engine/logits-from.ts): the head runs over one position instead of T, and one row of V floats
  * comes back instead of T. It must give the last row of the every-position logits, in the
  * compute graph the worker serves and in the reference graph, and a graph built before the input
- * existed (which computes every position) must give the same through the decoder.
+ * existed (which computes every position) must give the same through the decoder. A prompt may also
+ * run in parts (`maxRunTokens`, the worker's MAX_RUN_TOKENS): the same logits and cache, in more runs.
  */
 import type { InferenceSession } from 'onnxruntime-common';
 import * as ort from 'onnxruntime-node';
@@ -91,5 +92,38 @@ describe.each(['optimized', 'reference'] as const)('a prompt step asking for the
     const fromOlder = await older.step(older.start(), prompt, 'last');
     expect(fromOlder.length).toBe(V);
     expect(maxAbsDiff(fromOlder, await current.step(current.start(), prompt, 'last'))).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe('a prompt run in parts (maxRunTokens)', () => {
+  let local: LocalBundle;
+  const prompt = Array.from({ length: 21 }, (_, i) => (i * 31 + 7) % 200);
+
+  beforeAll(async () => {
+    local = await openLocalBundle(await buildTinyBundle(dir.path, 'flex', { reference: false }, 'flex-parts'));
+  });
+  afterAll(() => local?.core.close());
+
+  const decoderOver = (session: StepSession, maxRunTokens?: number) =>
+    new Decoder({ session, Tensor: ort.Tensor, config: local.manifest.config, rows: local.rows, maxRunTokens });
+
+  it.each([1, 4, 8, 21, 0])('in parts of %i tokens: the logits and cache of one run, in ceil(T / parts) runs', async (parts) => {
+    const V = local.manifest.config.vocab_size;
+    const whole = decoderOver(local.bundle.session);
+    const { wrapped, dims } = recording(local.bundle.session);
+    const split = decoderOver(wrapped, parts);
+    const [a, b] = [whole.start(), split.start()];
+    const all = await whole.step(a, prompt);
+    const partsAll = await split.step(split.start(), prompt);
+    expect(partsAll.length).toBe(all.length);
+    expect(maxAbsDiff(partsAll, all)).toBeLessThanOrEqual(1e-5);
+    dims.length = 0;
+    const last = await split.step(b, prompt, 'last');
+    expect(dims.length).toBe(parts ? Math.ceil(prompt.length / parts) : 1);
+    expect(dims.every((d) => d[1] === 1)).toBe(true); // each run computes one position's logits
+    expect(b.length).toBe(prompt.length);
+    expect(maxAbsDiff(last, all.subarray(all.length - V))).toBeLessThanOrEqual(1e-5);
+    // The cache is the same: the next step continues it.
+    expect(maxAbsDiff(await split.step(b, [9]), await whole.step(a, [9]))).toBeLessThanOrEqual(1e-5);
   });
 });

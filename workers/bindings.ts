@@ -64,6 +64,8 @@ export interface Env {
   QUEUE_WAIT_MS?: string;
   /** Most decode steps of concurrent generations run as one session.run; "1" runs each alone (src/engine/step-batcher.ts). */
   MAX_DECODE_BATCH?: string;
+  /** Most prompt tokens per session.run; a longer prompt runs in parts (src/engine/decoder.ts). Unset or "0": at once. */
+  MAX_RUN_TOKENS?: string;
 }
 
 function number(env: Env, key: keyof Env, fallback: number): number {
@@ -98,6 +100,7 @@ export function readSettings(env: Env): ServingSettings {
       queueWaitMs: number(env, 'QUEUE_WAIT_MS', DEFAULT_SETTINGS.admission.queueWaitMs),
     },
     maxDecodeBatch: Math.max(1, Math.floor(number(env, 'MAX_DECODE_BATCH', DEFAULT_SETTINGS.maxDecodeBatch))),
+    maxRunTokens: Math.max(0, Math.floor(number(env, 'MAX_RUN_TOKENS', DEFAULT_SETTINGS.maxRunTokens))),
   };
 }
 

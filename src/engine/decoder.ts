@@ -40,6 +40,12 @@ export interface DecoderParts {
    * takes `attention_mask`. Without it every step is its own session.run.
    */
   batcher?: StepBatcher | null;
+  /**
+   * Most tokens of one session.run: a longer prompt runs in parts of this many, each after the cache
+   * of the ones before (0: the whole prompt at once). A run's scratch grows with its tokens, and a
+   * wasm memory never shrinks: for a model near the isolate's 128 MB, parts keep it within bounds.
+   */
+  maxRunTokens?: number;
 }
 
 export class Decoder {
@@ -52,10 +58,12 @@ export class Decoder {
   private readonly clock: () => number;
   private readonly takesRows: boolean;
   private readonly batcher: StepBatcher | null;
+  private readonly maxRunTokens: number;
 
   constructor(parts: DecoderParts) {
     ({ session: this.session, Tensor: this.Tensor, config: this.config, rows: this.rows } = parts);
     this.batcher = parts.batcher ?? null;
+    this.maxRunTokens = parts.maxRunTokens || Number.POSITIVE_INFINITY;
     this.clock = parts.clock ?? (() => performance.now());
     this.takesRows = this.session.inputNames.includes(GRAPH_IO.memoryRows);
     if (this.takesRows && !this.rows) throw new Error('this compute graph takes memory rows, but no row source was given');
@@ -96,8 +104,23 @@ export class Decoder {
     // which must hold its own tensors (a batched state's live in its batch).
     if (T === 1 && state.length > 0 && this.batcher) return this.batcher.decode(state, tokenIds[0], rows);
     this.batcher?.materialize(state);
-    const out = await this.run(state, tokenIds, rows, logits === 'last' ? T - 1 : 0);
-    // A graph without `logits_from` computed every position's.
+    if (T <= this.maxRunTokens) return this.lastOrAll(await this.run(state, tokenIds, rows, logits === 'last' ? T - 1 : 0), logits);
+    const V = this.config.vocab_size;
+    const R = this.rows?.rowValues ?? 0;
+    const all = logits === 'all' ? new Float32Array(T * V) : null;
+    let out: Float32Array = new Float32Array(0);
+    for (let start = 0; start < T; start += this.maxRunTokens) {
+      const end = Math.min(T, start + this.maxRunTokens);
+      const part = rows && rows.subarray(start * R, end * R);
+      // 'last' reads the final part's last position: every part computes its last one alone.
+      out = await this.run(state, tokenIds.slice(start, end), part, all ? 0 : end - start - 1);
+      all?.set(out, start * V);
+    }
+    return all ?? this.lastOrAll(out, 'last');
+  }
+
+  /** A graph without `logits_from` computed every position's: the last is the final row. */
+  private lastOrAll(out: Float32Array, logits: 'all' | 'last'): Float32Array {
     return logits === 'last' ? out.subarray(out.length - this.config.vocab_size) : out;
   }
 

@@ -6,7 +6,7 @@
  *   f16        the weight stored as float16, `Cast` to float at load (onnxruntime folds the Cast
  *              of an initializer, so it computes as f32 and the object is half the size)
  *   int8/int4  `MatMulNBits` (weight-only, blockwise, src/model/quantize.ts) for Linear layers and
- *              the head (in slices of HEAD_SLICE_ROWS); `GatherBlockQuantized` for the embedding.
+ *              the head (in slices of headSliceRows(d)); `GatherBlockQuantized` for the embedding.
  *              Both operators read packed rows [rows, blocks, block bytes].
  *
  * The f32 graph never comes here (src/model/model.ts keeps its own code for it, so its bytes do
@@ -18,12 +18,16 @@ import { bitsOf, QUANT_BLOCK_SIZE, quantizeBlockwise, toFloat16Bytes, type Compu
 export type QuantizedDtype = Exclude<ComputeDtype, 'f32'>;
 
 /**
- * Vocabulary rows per MatMulNBits of a quantized LM head. onnxruntime-web's WASM kernel has no 4- or
- * 8-bit GEMM: each run dequantizes the whole weight into an f32 scratch buffer, and a wasm memory
- * never shrinks, so one head of V rows would hold V × d × 4 bytes of the isolate for good
- * (docs/BENCHMARKS.md §4b). Slices of this many rows bound that buffer to 4096 × d × 4.
+ * Vocabulary rows per MatMulNBits of a quantized LM head of width d. onnxruntime-web's WASM kernel
+ * has no 4- or 8-bit GEMM: each run dequantizes the whole weight into an f32 scratch buffer, and a
+ * wasm memory never shrinks, so one head of V rows would hold V × d × 4 bytes of the isolate for
+ * good (docs/BENCHMARKS.md §4b). Slices bound that buffer: at most 4,096 rows and 8 MiB (a power of
+ * two of rows: 2,048 at d 768 and 1,024), which kept a 103M-parameter int4 model's wasm heap one
+ * growth step lower (docs/architecture.md "Weights beside the graph").
  */
-export const HEAD_SLICE_ROWS = 4096;
+export function headSliceRows(d: number): number {
+  return Math.min(4096, 2 ** Math.floor(Math.log2((8 << 20) / (4 * d))));
+}
 
 interface Packed {
   data: string;
@@ -60,18 +64,19 @@ export class ComputeWeights {
   }
 
   /**
-   * E[ids] for the embedding E [V, d] and ids [B, T]: [B, T, d]. Past HEAD_SLICE_ROWS rows it reads
+   * E[ids] for the embedding E [V, d] and ids [B, T]: [B, T, d]. Past headSliceRows(d) rows it reads
    * the head's slices (for a tied head, the packed rows are then stored once): one gather per slice,
    * each row taken from the slice its id falls in and 0 from the others, so the sum is exact.
    */
   embed(ids: string, name: string): string {
     const g = this.g;
     if (this.dtype === 'f16') return g.cast(g.gather(this.float16(name), ids), 'float');
-    const [V] = this.shapeOf(name);
-    if (V <= HEAD_SLICE_ROWS) return this.gatherRows(name, 0, V, g.cast(ids, 'int32'));
+    const [V, d] = this.shapeOf(name);
+    const sliceRows = headSliceRows(d);
+    if (V <= sliceRows) return this.gatherRows(name, 0, V, g.cast(ids, 'int32'));
     const parts: string[] = [];
-    for (let first = 0; first < V; first += HEAD_SLICE_ROWS) {
-      const count = Math.min(HEAD_SLICE_ROWS, V - first);
+    for (let first = 0; first < V; first += sliceRows) {
+      const count = Math.min(sliceRows, V - first);
       const local = g.node('Sub', [ids, g.constInt64([first], [])]);
       const zero = g.constInt64([0], []);
       const inSlice = g.node('And', [g.node('GreaterOrEqual', [local, zero]), g.node('Less', [local, g.constInt64([count], [])])]);
@@ -103,16 +108,17 @@ export class ComputeWeights {
 
   /**
    * flat · Wᵀ for the head W [V, d] (the embedding when tied); flat [B·T, d] -> [B·T, V], in slices of
-   * HEAD_SLICE_ROWS rows (the embedding gathers from the same slices).
+   * headSliceRows(d) rows (the embedding gathers from the same slices).
    */
   head(flat: string, name: string): string {
     const g = this.g;
     if (this.dtype === 'f16') return g.node('Gemm', [flat, g.cast(this.float16(name), 'float')], { transB: 1 });
-    const [V] = this.shapeOf(name);
-    if (V <= HEAD_SLICE_ROWS) return this.matMulNBits(flat, this.packedRows(name, 0, V));
+    const [V, d] = this.shapeOf(name);
+    const sliceRows = headSliceRows(d);
+    if (V <= sliceRows) return this.matMulNBits(flat, this.packedRows(name, 0, V));
     const parts: string[] = [];
-    for (let first = 0; first < V; first += HEAD_SLICE_ROWS)
-      parts.push(this.matMulNBits(flat, this.packedRows(name, first, Math.min(HEAD_SLICE_ROWS, V - first))));
+    for (let first = 0; first < V; first += sliceRows)
+      parts.push(this.matMulNBits(flat, this.packedRows(name, first, Math.min(sliceRows, V - first))));
     return g.concat(parts, -1);
   }
 

@@ -53,6 +53,8 @@ export interface ServingSettings {
    * 1 runs every step alone. Graphs without `attention_mask` (built before it) never batch.
    */
   maxDecodeBatch: number;
+  /** Most prompt tokens per session.run (src/engine/decoder.ts maxRunTokens); 0 runs a prompt at once. */
+  maxRunTokens: number;
 }
 
 export const DEFAULT_SETTINGS: ServingSettings = {
@@ -64,6 +66,7 @@ export const DEFAULT_SETTINGS: ServingSettings = {
   graph: 'compute',
   admission: DEFAULT_ADMISSION,
   maxDecodeBatch: 16,
+  maxRunTokens: 0,
 };
 
 /** What a platform hands the core. */
@@ -199,6 +202,7 @@ export function createServingCore(parts: ServingParts): ServingCore {
       rows: source,
       clock,
       batcher: batcherOf(bundle),
+      maxRunTokens: settings.maxRunTokens,
     });
 
   return {
