@@ -216,9 +216,11 @@ export function largeVariant(shape: LargeShape, computeDtype: ComputeDtype, tabl
   const name = `largest-${largeName(shape)}-${computeDtype}`;
   // Keyed on the graph's interface, not on all of the builder's code: a shared checkout where the
   // model code changes by the hour would otherwise rebuild every variant on every run. A variant
-  // is rebuilt when the served graph's inputs and outputs (graph-io.ts), the quantizer or the
-  // build-time optimization change.
-  const graphCode = hashFiles(['src/model/graph-io.ts', 'src/model/quantize.ts', 'cli/optimize-graph.ts'].map((f) => join(ROOT, f)));
+  // is rebuilt when the served graph's inputs and outputs (graph-io.ts), the quantized weights or
+  // the build-time optimization change.
+  const graphCode = hashFiles(
+    ['src/model/graph-io.ts', 'src/model/quantize.ts', 'src/model/compute-weights.ts', 'cli/optimize-graph.ts'].map((f) => join(ROOT, f)),
+  );
   const inputs = JSON.stringify({ shape, computeDtype, tables: tables.manifest.version, graphCode });
   return cached(name, inputs, async (dir) => {
     const checkpointDir = join(WORK, 'checkpoints', name);
