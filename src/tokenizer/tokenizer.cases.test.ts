@@ -37,10 +37,10 @@ describe('TextTokenizer', () => {
   it('counts ids of the vocabulary and the added tokens, and knows which are special', () => {
     const tokenizer = byteLevel();
     expect(tokenizer.vocabSize).toBe(302);
-    expect(tokenizer.specialIds).toEqual(new Set([256, 300]));
+    expect(new Set(tokenizer.specialIds)).toEqual(new Set([256, 300]));
     const words = wordLevel();
     expect(words.vocabSize).toBe(5);
-    expect(words.specialIds).toEqual(new Set([3]));
+    expect(new Set(words.specialIds)).toEqual(new Set([3]));
   });
 
   it('counts a vocabulary given as a list (Unigram)', () => {
