@@ -162,9 +162,9 @@ dns.lookup = function (hostname, options, callback) {
     });
 
   const flipped = () => ({ pointer: next, listed: [previous, next].sort(), nextVerified: true });
-  // Graph, optimized graph, tokenizer, table shard, row checksums and lens: every object the version owns.
+  // Graph, optimized graph and its weights, tokenizer, table shard, row checksums and lens: every object the version owns.
   const line = (name: string) =>
-    new RegExp(`^${name}: uploaded 6 objects \\([\\d.]+ MB\\), 0 already there, all verified; news -> ${next}$`);
+    new RegExp(`^${name}: uploaded 7 objects \\([\\d.]+ MB\\), 0 already there, all verified; news -> ${next}$`);
 
   it('a subset of regions: only those, in the order given; the others are not touched', async ({ expect }) => {
     // The parent names an account; the child's environment does not (the endpoint given is used).

@@ -4,6 +4,7 @@
  */
 import { ISOLATE_LIMIT_BYTES, jsBytes, type LargestInstance, type LargestResult } from '../suites/largest.ts';
 import { fmt } from './stats.ts';
+import type { LargeShape } from './bundles.ts';
 
 interface StoredLargest {
   meta: { command: string; date: string; quick: boolean; seconds: number; env: { loadStart: number[]; loadEnd?: number[]; cores: number } };
@@ -54,7 +55,7 @@ function modelRows(instances: LargestInstance[]): string {
     i.label,
     i.computeDtype,
     `${millions(i.computeParams)} (${millions(i.embeddingParams)})`,
-    `${mib(i.graphBytes)} ${i.servedGraph?.endsWith('.ort') ? 'ort' : 'onnx'}`,
+    `${mib(i.graphBytes)} ${servedFormat(i.servedGraph)}`,
     `${gib(i.tableBytes)} (${num(i.tableBytes / i.graphBytes, 0)}×)`,
     mib(jsBytes(i.heapAfter)),
     mib(i.wasmAfter),
@@ -194,6 +195,12 @@ function growth(r: LargestResult): string {
   return lines.join('\n');
 }
 
+/** How the measured graph was shipped: 'ort' one ORT-format file (bundles before external weights), 'onnx + weights' beside it, 'onnx' as built. */
+function servedFormat(served: string | undefined): string {
+  if (served?.endsWith('.ort')) return 'ort';
+  return served?.includes('+') ? 'onnx + weights' : 'onnx';
+}
+
 function ortRows(r: LargestResult): string {
   const rows: (string | number)[][] = [];
   for (const e of r.ortMemory ?? []) {
@@ -278,25 +285,31 @@ function blockers(r: LargestResult): string {
     .filter((x) => x !== null);
   const js = median(r.instances.filter((i) => !i.error && i.heapAfter).map((i) => jsBytes(i.heapAfter)));
   if (!entries.length) return '';
+  const ladder = [...new Set(r.instances.filter((i) => !i.error && i.wasmAfter).map((i) => mib(i.wasmAfter)))].sort(
+    (a, b) => Number(a) - Number(b),
+  );
+  const kvPerToken = (shape: LargeShape) => shape.layers * 2 * shape.kvHeads * shape.headDim * 4;
+  const widest = [...r.instances].filter((i) => !i.error).sort((a, b) => kvPerToken(b.shape) - kvPerToken(a.shape))[0];
   return `What stands in the way, from the measurements above:
 
-- **onnxruntime-web copies the weights inside its wasm heap, and the heap never shrinks.** After \`InferenceSession.create\` the wasm
-  memory is ${ratio(['f32'], 'inline')} the f32 graph and ${ratio(['int8', 'int4'], 'inline')} the int8/int4 graph when the weights are inside one
-  ORT-format file (the graph bytes copied in, the initializers deserialized out of them, GEMM weights prepacked); with the weights
-  beside the graph as external data, as served now, it is ${ratio(['f32'], 'served')} (f32) and ${ratio(['int8', 'int4'], 'served')} (int8/int4).
-- **int8/int4: \`MatMulNBits\` dequantizes its whole weight to f32 on every run in this wasm build**, and the wasm heap keeps the
-  buffer. In the graphs measured here before the head was split, the first run grew the wasm memory by ${head.join(', ')} MiB (vocab × d × 4
-  bytes: the tied LM head as f32). \`flexmem build\` now runs a quantized head as slices of 4,096 vocabulary rows
-  (\`HEAD_SLICE_ROWS\`, src/model/compute-weights.ts) and the embedding gathers from the same slices: the scratch is one slice and the
-  table is stored once (docs/quantization.md: d768 int4, 171.5 → 68.4 MiB of wasm memory after a prefill, in Node). Rows of the tables
-  above measured after that change have no such growth. A full dequantization per run is also consistent with int8/int4 decoding
-  slower than f32 here (not measured apart).
-- **f16 is f32 at load**: f16 holds as much wasm memory as f32 (more than f32 with in-place weights), as expected if each weight's
-  \`Cast\` is folded into an f32 copy (cli/build-bundle.ts says so of build-time optimization).
+- **onnxruntime-web keeps the weights in a wasm heap that never shrinks.** After \`InferenceSession.create\` the wasm memory is
+  ${ratio(['f32'], 'served')} the f32 graph and ${ratio(['int8', 'int4'], 'served')} the int8/int4 graph with the weights beside it (served now), against
+  ${ratio(['f32'], 'inline')} and ${ratio(['int8', 'int4'], 'inline')} with them inside one ORT-format file (served before: the whole file is copied in first).
+  What is left above 1× is onnxruntime's own start (about 16 MiB) and, for f32, the GEMM weights prepacked beside the originals.
+- **The wasm memory grows in steps of about 20%** (emscripten's geometric growth), so what a model holds after GC lands on a ladder:
+  ${ladder.join(', ')} MiB here. A model whose run needs a little more than one step holds the whole next one.
+- **int8/int4: \`MatMulNBits\` dequantizes its whole weight to f32 on every run in this wasm build**, and the heap keeps the largest
+  such buffer. A quantized LM head therefore runs in slices of at most 4,096 rows and 8 MiB of f32 (\`headSliceRows\`,
+  src/model/compute-weights.ts; 2,048 rows at d 768 and 1,024), and the embedding gathers from the same slices, so the table is stored
+  once. In graphs measured before the head was split, the first run grew the wasm memory by ${head.length ? head.join(', ') : 'n/a'} MiB (vocab × d × 4
+  bytes: the whole head as f32). A full dequantization per run is also consistent with int8/int4 decoding slower than f32 here.
+- **f16 is f32 at load**: f16 holds as much wasm memory as f32, as expected if each weight's \`Cast\` is folded into an f32 copy
+  (cli/build-bundle.ts says so of build-time optimization).
 - **The embedding/LM head is part of the compute path**: vocab × d values, ${millions(32768 * 768)} at d 768 and ${millions(32768 * 1024)} at d 1024 with a
   32,768 vocabulary, before any layer.
-- **The V8 heap holds ${mib(js)} MiB** after GC with no row cache (the tokenizer of a 32,768 vocabulary, the KV cache), plus the graph's
-  bytes while the session is created (the "sampled during cold load" column).
+- **The V8 heap holds ${mib(js)} MiB** after GC (median) with no row cache: mostly the tokenizer of a 32,768 vocabulary, then the KV
+  cache, which grows with the context: ${widest ? `${(kvPerToken(widest.shape) / 1024).toFixed(0)} KiB per token for ${widest.label}` : 'n/a'}, in JS and again in the wasm heap while a
+  step runs. The graph's bytes are referenced while the session is created (the "sampled during cold load" column).
 `;
 }
 
@@ -320,8 +333,9 @@ same tables (the memory-path weights have the same names and seed in every model
 tables' bytes per model) and the tables are published once.
 
 Compute params are the compute graph's (attention, FFN-C, norms, and the tied embedding/LM head, in brackets), as \`flexmem plan\`
-counts them; "graph MiB served" is what the worker loads (compute.ort, optimized at build, except for f16, whose build keeps
-compute.onnx). Isolate memory is read through workerd's inspector after a full GC, once the cold request has loaded the bundle and
+counts them; "graph MiB served" is what the worker loads: "onnx + weights" the graph optimized at build time with its weights beside it
+as ONNX external data (served now), "ort" the same graph as one ORT-format file with the weights inside (served before; rows
+measured then are kept and marked so), "onnx" compute.onnx as built (f16, whose build keeps it). Isolate memory is read through workerd's inspector after a full GC, once the cold request has loaded the bundle and
 again after serving: V8 heap used + ArrayBuffers (\`Runtime.getHeapUsage\`) **plus the WebAssembly memories** (found with
 \`Runtime.queryObjects\` on \`WebAssembly.Memory.prototype\`), which \`getHeapUsage\` does not count (its ArrayBuffers stayed under
 1 MiB with a 365 MiB wasm heap), though the platform's 128 MB limit does (Cloudflare's limits page: "JavaScript heap, and memory
@@ -350,10 +364,10 @@ ${coldRows(r.instances)}
 ### Where onnxruntime-web's wasm memory goes
 
 Measured in Node with the wasm build workerd runs (onnxruntime-web/wasm, one thread; \`bench/lib/ort-memory.ts\`, a fresh process per
-cell): the served graph with the worker's session options, and with onnxruntime's \`use_ort_model_bytes_directly\` +
-\`use_ort_model_bytes_for_initializers\` + \`disable_prepacking\` (weights used where the graph's bytes lie in the wasm heap, not
-copied out of them; onnxruntime-web frees its copy of those bytes after create, so this measures what the copies cost, it is not a
-configuration that can be served as is).
+cell), the same optimized graph handed over two ways with the worker's session options: served (its weights beside it as ONNX
+external data, which onnxruntime-web copies one initializer at a time into the buffer it keeps) and inline (one ORT-format file with
+the weights inside, as served before: onnxruntime-web copies the whole file into its heap, deserializes the weights out of it and
+frees the copy). One 32-token prefill in one run, then 4 decode steps. Rows without an inline measurement predate that comparison.
 
 ${r.ortMemory?.length ? ortRows(r) : '_Not measured (`npx tsx bench/lib/ort-memory.ts --ort`, then `--merge`, adds it)._'}
 

@@ -101,7 +101,7 @@ export interface BundleManifest {
     /**
      * The weights of `computeOptimized` as ONNX external data (the graph names this object by its
      * path): onnxruntime copies each one straight to where it lives, instead of first copying the
-     * whole graph into its heap (docs/architecture.md "Weights beside the graph").
+     * whole graph into its heap (docs/architecture.md "Large models in 128 MB").
      */
     computeWeights?: ObjectRef;
     tokenizer: ObjectRef;

@@ -23,7 +23,7 @@ export type QuantizedDtype = Exclude<ComputeDtype, 'f32'>;
  * wasm memory never shrinks, so one head of V rows would hold V × d × 4 bytes of the isolate for
  * good (docs/BENCHMARKS.md §4b). Slices bound that buffer: at most 4,096 rows and 8 MiB (a power of
  * two of rows: 2,048 at d 768 and 1,024), which kept a 103M-parameter int4 model's wasm heap one
- * growth step lower (docs/architecture.md "Weights beside the graph").
+ * growth step lower (docs/architecture.md "Large models in 128 MB").
  */
 export function headSliceRows(d: number): number {
   return Math.min(4096, 2 ** Math.floor(Math.log2((8 << 20) / (4 * d))));
