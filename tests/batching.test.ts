@@ -80,9 +80,11 @@ async function alone(session: StepSession): Promise<Decoded[]> {
 
 /**
  * The same sequences through one StepBatcher, in a composition fixed here: sequence k starts
- * decoding at round k, sequence 2 sits out every third round, sequence 0 stops after 10 tokens
- * (and leaves), and all others run to STEPS tokens. The batcher runs only when the test fires it
- * (or when every member of its batch has asked), so no timing decides who is batched with whom.
+ * decoding at round k, sequence 2 sits out every third round, sequence 3 sits out rounds 12 to 14
+ * (more than MAX_SKIPS in a row: it is dropped from the batch, then joins again), sequence 0 stops
+ * after 10 tokens (and leaves), and all others run to STEPS tokens. The batcher runs only when the
+ * test fires it (or when every member of its batch has asked), so no timing decides who is batched
+ * with whom.
  */
 async function batched(session: StepSession): Promise<{ decoded: Decoded[]; stats: StepBatcher['stats'] }> {
   const { config } = local.manifest;
@@ -105,7 +107,8 @@ async function batched(session: StepSession): Promise<{ decoded: Decoded[]; stat
   for (let round = 0; decoded.some((d, k) => d.tokens.length < limit(k)); round++) {
     const asking: { k: number; id: number; rows: Float32Array }[] = [];
     for (const k of states.keys()) {
-      if (round < k || decoded[k].tokens.length >= limit(k) || (k === 2 && round % 3 === 1)) continue;
+      const sitsOut = (k === 2 && round % 3 === 1) || (k === 3 && round >= 12 && round <= 14);
+      if (round < k || decoded[k].tokens.length >= limit(k) || sitsOut) continue;
       const id = sampleToken(next[k], SAMPLING, rngs[k]);
       decoded[k].tokens.push(id);
       asking.push({ k, id, rows: await local.rows!.rows([id]) });
@@ -177,6 +180,8 @@ describe('batched decode steps against onnxruntime-node', () => {
     expect(stats.rows / stats.runs).toBeGreaterThan(3);
     expect(stats.paddedRows).toBeGreaterThan(0);
     expect(stats.rebuilds).toBeGreaterThan(2);
+    // Sequence 0 leaving and sequence 3 dropped after its skips shrink the batch in place.
+    expect(stats.compactions).toBeGreaterThan(1);
     expect(decoded.map((d) => d.tokens.length)).toEqual(PROMPTS.map((_, k) => (k === 0 ? 10 : STEPS)));
     const { tokenMismatches, maxLogitDiff } = compare(reference, decoded);
     expect(tokenMismatches).toBe(0);

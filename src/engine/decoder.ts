@@ -111,7 +111,7 @@ export class Decoder {
     let out: Float32Array = new Float32Array(0);
     for (let start = 0; start < T; start += this.maxRunTokens) {
       const end = Math.min(T, start + this.maxRunTokens);
-      const part = rows && rows.subarray(start * R, end * R);
+      const part = rows ? rows.subarray(start * R, end * R) : null;
       // 'last' reads the final part's last position: every part computes its last one alone.
       out = await this.run(state, tokenIds.slice(start, end), part, all ? 0 : end - start - 1);
       all?.set(out, start * V);

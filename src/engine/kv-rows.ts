@@ -5,14 +5,17 @@
  * padded column in the middle). Copies keep the real positions in order and drop the padding.
  */
 
+/** A real position in a mask (`attention_mask` is int64: 1 real, 0 padding). */
+export const REAL = 1n;
+
 /** One sequence's row of a cache tensor's data. */
 export interface CacheRow {
   data: Float32Array;
   /** Positions per row of `data` (its S). */
   length: number;
   row: number;
-  /** `length` flags, 1 = a real position; null when every position is real. */
-  real: Uint8Array | null;
+  /** `length` flags, REAL = a real position, 0 = padding; null when every position is real. */
+  real: BigInt64Array | null;
 }
 
 /** Real positions of `src`, copied in order to positions 0.. of row `row` of `dst` ([B, KV, dstLength, hd]); returns how many. */
@@ -31,12 +34,12 @@ export function copyRealPositions(
     copied = 0;
     let j = 0;
     while (j < src.length) {
-      if (src.real && !src.real[j]) {
+      if (src.real && src.real[j] !== REAL) {
         j++;
         continue;
       }
       let end = j + 1;
-      while (end < src.length && (!src.real || src.real[end])) end++;
+      while (end < src.length && (!src.real || src.real[end] === REAL)) end++;
       dst.set(src.data.subarray(from + j * headDim, from + end * headDim), to + copied * headDim);
       copied += end - j;
       j = end;

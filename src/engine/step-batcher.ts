@@ -9,9 +9,9 @@
  * `seat`) instead of holding its own tensors. While the same members step together, the graph's
  * `present` outputs are fed straight back as the next `past`, with no copy in JS. A member that is
  * not ready when the others are rides along with a padded column (mask 0), so a straggler does not
- * force a copy; one that left, or missed MAX_SKIPS steps in a row, is dropped at the next rebuild.
- * A rebuild (membership changed) copies every member's real positions into new tensors, padding at
- * the end of each row.
+ * force a copy; one that left, or missed MAX_SKIPS steps in a row, is dropped at the next run, by
+ * moving the last rows into its place (a compaction). A rebuild (a sequence joined) copies every
+ * member's real positions into new tensors, padding at the end of each row.
  *
  * When a step runs: at once when every live member of the current batch has asked (the usual case:
  * all streams are decoding), else once the oldest waiting step has seen PATIENCE turns of `wait`
@@ -29,12 +29,18 @@ import type { ModelConfig } from '../model/config.ts';
 import { GRAPH_IO } from '../model/graph-io.ts';
 import { logitsFromFeed } from './logits-from.ts';
 import type { DecoderState, StepSession } from './decoder.ts';
-import { copyRealPositions } from './kv-rows.ts';
+import { copyRealPositions, REAL } from './kv-rows.ts';
 
-/** Steps in a row a member may miss and keep its row; past that it is dropped at the next rebuild. */
+/** Steps in a row a member may miss and keep its row; past that it is dropped at the next run (and takes its cache with it). */
 const MAX_SKIPS = 2;
 /** Padded columns a merged cache may carry beyond its longest member before it is compacted by a rebuild. */
 const MAX_SLACK = 32;
+/**
+ * Padded columns a compaction may leave behind its longest remaining member. A compaction keeps
+ * the batch's length (only a rebuild shortens rows), so when the longest member leaves, every later
+ * step carries the columns only it used; past this many, a rebuild is cheaper than carrying them.
+ */
+const COMPACT_SLACK = 4;
 /**
  * Timer turns the oldest waiting step gives the batch's other members before running without them.
  * One turn fragmented the batches of 4 and 8 streams (mean 1.3 to 2.8 steps per run in the load
@@ -61,8 +67,8 @@ interface MergedBatch {
   length: number;
   /** Past tensors by graph input name, [B, KV, S, hd]. */
   past: Record<string, Tensor>;
-  /** [B, S]: 1 where a row's position is real. */
-  real: Uint8Array;
+  /** [B, S]: 1 where a row's position is real; int64, as the graph's `attention_mask` takes it, so a step converts nothing. */
+  real: BigInt64Array;
   members: (DecoderState | null)[];
   /** Steps each member has missed in a row. */
   skips: number[];
@@ -101,10 +107,12 @@ export interface BatcherStats {
   paddedRows: number;
   /** Runs that had to copy caches into a new merged batch. */
   rebuilds: number;
+  /** Runs that only dropped rows of the merged batch, moving a few rows in place instead of copying all. */
+  compactions: number;
 }
 
 export class StepBatcher {
-  readonly stats: BatcherStats = { runs: 0, rows: 0, paddedRows: 0, rebuilds: 0 };
+  readonly stats: BatcherStats = { runs: 0, rows: 0, paddedRows: 0, rebuilds: 0, compactions: 0 };
   private readonly parts: BatcherParts;
   private readonly wait: (run: () => void) => void;
   private readonly now: () => number;
@@ -241,11 +249,11 @@ export class StepBatcher {
     // The graph's memory row width is the width of the rows the decoders fetched (one token each).
     const rowValues = this.takesRows ? (chosen[0].rows?.length ?? 0) : 0;
     const { num_hidden_layers: L, vocab_size: V } = config;
-    const batch = this.reusable(chosen) ?? this.rebuild(chosen);
+    const batch = this.reusable(chosen) ?? this.compacted(chosen) ?? this.rebuild(chosen);
     const B = batch.members.length;
     const S = batch.length;
     const step = new Map(chosen.map((p) => [p.state, p]));
-    const real = new Uint8Array(B * (S + 1));
+    const real = new BigInt64Array(B * (S + 1));
     const ids = new BigInt64Array(B);
     const positions = new BigInt64Array(B);
     const rows = new Float32Array(B * rowValues);
@@ -254,7 +262,7 @@ export class StepBatcher {
       real.set(batch.real.subarray(b * S, (b + 1) * S), b * (S + 1));
       const p = present[b];
       if (!p) continue; // rides along: a padded column, any token
-      real[b * (S + 1) + S] = 1;
+      real[b * (S + 1) + S] = REAL;
       ids[b] = BigInt(p.tokenId);
       positions[b] = BigInt(p.state.length);
       if (rowValues) rows.set(p.rows!, b * rowValues);
@@ -262,7 +270,7 @@ export class StepBatcher {
     const feeds: Record<string, Tensor> = { ...batch.past };
     feeds[GRAPH_IO.inputIds] = new Tensor('int64', ids, [B, 1]);
     feeds[GRAPH_IO.positionIds] = new Tensor('int64', positions, [B, 1]);
-    feeds[GRAPH_IO.attentionMask] = new Tensor('int64', BigInt64Array.from(real, BigInt), [B, S + 1]);
+    feeds[GRAPH_IO.attentionMask] = new Tensor('int64', real, [B, S + 1]);
     if (this.takesRows) feeds[GRAPH_IO.memoryRows] = new Tensor('float32', rows, [B, 1, rowValues]);
     Object.assign(feeds, logitsFromFeed(session.inputNames, Tensor, 0));
     const out = await session.run(feeds);
@@ -311,6 +319,62 @@ export class StepBatcher {
   }
 
   /**
+   * The current merged batch without the rows it no longer needs (members that left, or missed too
+   * many steps), when every chosen step is one of its members and the rows stay at most COMPACT_SLACK
+   * columns longer than the longest remaining member. Each dropped row inside the kept range is overwritten by a kept row from the end, in place,
+   * and the tensors become views of their first rows (a row, [KV, S, hd], is contiguous). A rebuild
+   * instead copies every member's row into new tensors: at the end of a burst, streams leave about
+   * one per step, and each leave copied the whole cache.
+   */
+  private compacted(chosen: PendingStep[]): MergedBatch | null {
+    const batch = this.current;
+    if (!batch || !chosen.every((p) => p.state.seat?.batch === batch)) return null;
+    const asked = new Set(chosen.map((p) => p.state));
+    const kept: number[] = [];
+    const dropped: number[] = [];
+    let longest = 0;
+    for (const [b, m] of batch.members.entries()) {
+      if (m && isSeated(m, batch, b) && (asked.has(m) || batch.skips[b] + 1 <= MAX_SKIPS)) {
+        kept.push(b);
+        longest = Math.max(longest, m.length);
+      } else dropped.push(b);
+    }
+    if (!dropped.length || batch.length - longest > COMPACT_SLACK) return null;
+    // A member dropped for missing steps is still decoding: it takes its cache with it before its row is reused.
+    for (const b of dropped) {
+      const m = batch.members[b];
+      if (m && isSeated(m, batch, b)) this.materialize(m);
+    }
+    const { num_key_value_heads: KV, head_dim: hd } = this.parts.config;
+    const B = kept.length;
+    const S = batch.length;
+    const holes = dropped.filter((b) => b < B);
+    const movers = kept.filter((b) => b >= B);
+    const rowValues = KV * S * hd;
+    const past: Record<string, Tensor> = {};
+    for (const [name, tensor] of Object.entries(batch.past)) {
+      const data = tensor.data as Float32Array;
+      for (const [i, to] of holes.entries()) data.copyWithin(to * rowValues, movers[i] * rowValues, (movers[i] + 1) * rowValues);
+      past[name] = new this.parts.Tensor('float32', data.subarray(0, B * rowValues), [B, KV, S, hd]);
+    }
+    for (const [i, to] of holes.entries()) batch.real.copyWithin(to * S, movers[i] * S, (movers[i] + 1) * S);
+    const from = Array.from({ length: B }, (_, b) => b);
+    for (const [i, to] of holes.entries()) from[to] = movers[i];
+    const members = from.map((b) => batch.members[b]!);
+    const compacted: MergedBatch = {
+      length: S,
+      past,
+      real: batch.real.subarray(0, B * S),
+      members,
+      skips: from.map((b) => batch.skips[b]),
+    };
+    for (const [b, m] of members.entries()) m.seat = { batch: compacted, row: b };
+    this.stats.compactions++;
+    this.current = compacted;
+    return compacted;
+  }
+
+  /**
    * A new merged batch of the chosen sequences, plus the current batch's members that are only
    * late (seated, few skips), as long as there is room: their real positions first in each row,
    * padding after. Its members are seated in it at once: it is a complete copy of their caches,
@@ -334,7 +398,7 @@ export class StepBatcher {
     }
     const S = Math.max(...members.map((m) => m.length));
     const B = members.length;
-    const real = new Uint8Array(B * S);
+    const real = new BigInt64Array(B * S);
     const past: Record<string, Tensor> = {};
     const names = Array.from({ length: config.num_hidden_layers }, (_, l) => [GRAPH_IO.pastKey(l), GRAPH_IO.pastValue(l)]).flat();
     for (const name of names) {
@@ -345,7 +409,7 @@ export class StepBatcher {
       }
       past[name] = new Tensor('float32', data, [B, KV, S, hd]);
     }
-    for (const [b, m] of members.entries()) real.fill(1, b * S, b * S + m.length);
+    for (const [b, m] of members.entries()) real.fill(REAL, b * S, b * S + m.length);
     this.stats.rebuilds++;
     const batch: MergedBatch = { length: S, past, real, members, skips };
     for (const [b, m] of members.entries()) {
