@@ -217,7 +217,7 @@ dns.lookup = function (hostname, options, callback) {
     const again = await publish(['--regions', 'us', '--prefix', 'verify']);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toMatch(
-      new RegExp(`^us: uploaded 5 objects \\([\\d.]+ MB\\), 1 already there, all verified; news -> ${next}\\n$`),
+      new RegExp(`^us: uploaded 6 objects \\([\\d.]+ MB\\), 1 already there, all verified; news -> ${next}\\n$`),
     );
     expect(await regionState(us, 'verify')).toEqual(flipped());
   });

@@ -27,7 +27,7 @@ export function renderDtypes(stored: Stored<DtypesResult> | undefined): string {
   return `${TITLE}
 
 \`flexmem build --compute-dtype\` on the trained demo models (docs/quantization.md: the operators and
-why). Graph: the object the worker loads (compute.ort, or compute.onnx for f16, whose optimized
+why). Graph: the objects the worker loads (the graph optimized at build time and its weights, or compute.onnx for f16, whose optimized
 graph would fold its casts back to f32). Decode: ms per token in onnxruntime-web inside workerd,
 rows from the isolate's hot set, a ${r.plan.prefill}-token prefill then ${r.plan.steps} steps, median
 [p25, p75] over ${r.rounds} rounds of ${r.pairs} pair(s); all dtypes interleaved in one worker, and

@@ -599,7 +599,7 @@ ${reproduce(H.meta, 'hotset')}
     const keys: [string, string][] = [
       ['instanceStart', 'new Miniflare instance until ready (workerd start, script + wasm module load, onnxruntime start at module scope)'],
       ['firstRequest', 'first request on the isolate (`GET /health`, no bundle)'],
-      ['bundleLoad', 'first completion: response headers (pointer, manifest, compute.ort + tokenizer reads, sha256, ORT session)'],
+      ['bundleLoad', 'first completion: response headers (pointer, manifest, served graph + weights + tokenizer reads, sha256, ORT session)'],
       ['memoryWaitCold', '… its rows wave (server memory wait, incl. decoding rows)'],
       ['originRequestsCold', '… its origin requests'],
       ['prefillCold', '… first (role) chunk → first token (rows wave + prefill)'],
@@ -611,13 +611,13 @@ ${reproduce(H.meta, 'hotset')}
     ];
     const phaseLabels: Record<string, string> = {
       'first request (no bundle)': 'first request on the isolate',
-      read: 'read pointer, manifest, compute.ort, tokenizer.json (local R2)',
+      read: 'read pointer, manifest, the served graph and its weights, tokenizer.json (local R2)',
       hash: 'sha256 of graph + tokenizer',
       tokenizer: 'parse the tokenizer',
       runtime: 'onnxruntime start: wasm instantiation, runtime init, a one-node session created and run (edge worker: at module scope)',
       kernels:
-        "the kernels' warm-up: a one-layer model of the same architecture (compute.ort, 115 KB) created, a prefill and a decode step run (edge worker: at module scope)",
-      session: "first `InferenceSession.create` of compute.ort (sessionOptionsFor), after the runtime start and the kernels' warm-up",
+        "the kernels' warm-up: a one-layer model of the same architecture (served as bundles are, its weights beside it) created, a prefill and a decode step run (edge worker: at module scope)",
+      session: "first `InferenceSession.create` of the served graph (sessionOptionsFor), after the runtime start and the kernels' warm-up",
       session2: 'a second `InferenceSession.create` (graph only)',
       prefill: 'first 32-token prefill on the first session (constant rows)',
       prefill2: 'the same prefill again',
@@ -665,7 +665,7 @@ ${table(
 
 ${
   tt.before
-    ? `Before compute.ort and the module-scope start (a fresh bench worker per repetition whose first session is compute.onnx with onnxruntime's
+    ? `Before build-time optimization and the module-scope start (a fresh bench worker per repetition whose first session is compute.onnx with onnxruntime's
 defaults, as served before): first \`InferenceSession.create\` ${iqr(tt.before.session)} ms, first prefill ${iqr(tt.before.prefill)} ms. Now, paired
 by repetition: the first create ${x(tt.before.sessionRatio)} of that, the first prefill ${x(tt.before.prefillRatio)}, the two together (the onnxruntime work
 left in the first request) ${x(tt.before.firstRequestRatio)}.
@@ -901,7 +901,7 @@ function findings(all: AllResults): string {
     const phase = (k: string) => t.phases[k]?.median ?? NaN;
     const met = s0.ttftCold.median <= 300;
     out.push(
-      `- **A cold isolate's first token: ${ms(s0.ttftCold.median)} on a new instance (origin 0 ms); goal of issue 13: within 300 ms, ${met ? 'met' : 'missed'}.** Of it, ${ms(s0.bundleLoad.median)} until the response headers (bundle load) and ${ms(s0.prefillCold.median)} from the role chunk to the first token (rows wave + prefill). The bench worker splits the load: onnxruntime's start takes ${ms(phase('runtime'))} (the edge worker runs it at module scope: here it falls in the instance's start, not in the first request; in production in the isolate's start, which the first request may itself cause), the first \`InferenceSession.create\` of compute.ort after it ${ms(phase('session'))} against ${ms(phase('session2'))} for a second one, the first 32-token prefill ${ms(phase('prefill'))} against ${ms(phase('prefill2'))} for the same again, reading every bundle object ${ms(phase('read'))} and hashing them ${ms(phase('hash'))}.${coldStartVariants(t)}${met ? '' : ` What stands in the way is the session create itself (${ms(phase('session2'))} even for a second one; most of it onnxruntime's allocation planner, superlinear in the graph's node count, docs/architecture.md "Cold start") and the first request's rows wave (${ms(s0.memoryWaitCold.median)}: the 8 MiB hot set is read after the session, not beside it).`}`,
+      `- **A cold isolate's first token: ${ms(s0.ttftCold.median)} on a new instance (origin 0 ms); goal of issue 13: within 300 ms, ${met ? 'met' : 'missed'}.** Of it, ${ms(s0.bundleLoad.median)} until the response headers (bundle load) and ${ms(s0.prefillCold.median)} from the role chunk to the first token (rows wave + prefill). The bench worker splits the load: onnxruntime's start takes ${ms(phase('runtime'))} (the edge worker runs it at module scope: here it falls in the instance's start, not in the first request; in production in the isolate's start, which the first request may itself cause), the first \`InferenceSession.create\` of the served graph after it ${ms(phase('session'))} against ${ms(phase('session2'))} for a second one, the first 32-token prefill ${ms(phase('prefill'))} against ${ms(phase('prefill2'))} for the same again, reading every bundle object ${ms(phase('read'))} and hashing them ${ms(phase('hash'))}.${coldStartVariants(t)}${met ? '' : ` What stands in the way is the session create itself (${ms(phase('session2'))} even for a second one; most of it onnxruntime's allocation planner, superlinear in the graph's node count, docs/architecture.md "Cold start") and the first request's rows wave (${ms(s0.memoryWaitCold.median)}: the 8 MiB hot set is read after the session, not beside it).`}`,
     );
   }
   if (h) {
