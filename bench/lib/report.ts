@@ -599,7 +599,10 @@ ${reproduce(H.meta, 'hotset')}
     const keys: [string, string][] = [
       ['instanceStart', 'new Miniflare instance until ready (workerd start, script + wasm module load, onnxruntime start at module scope)'],
       ['firstRequest', 'first request on the isolate (`GET /health`, no bundle)'],
-      ['bundleLoad', 'first completion: response headers (pointer, manifest, served graph + weights + tokenizer reads, sha256, ORT session)'],
+      [
+        'bundleLoad',
+        'first completion: response headers (pointer, manifest, served graph + weights + tokenizer reads, sha256, ORT session)',
+      ],
       ['memoryWaitCold', '… its rows wave (server memory wait, incl. decoding rows)'],
       ['originRequestsCold', '… its origin requests'],
       ['prefillCold', '… first (role) chunk → first token (rows wave + prefill)'],
