@@ -12,7 +12,8 @@
  * where it uses a Map, longest match where it uses the trie), in about 7 MiB at 131,072 ids.
  */
 
-interface AddedTokenJson {
+/** An entry of tokenizer.json's `added_tokens`. */
+export interface AddedTokenJson {
   id: number;
   content: string;
   special?: boolean;

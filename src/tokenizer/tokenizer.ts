@@ -1,17 +1,8 @@
 import { AddedToken, Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { InputError } from '../errors.ts';
-import { ADDED_CONTENT, AddedTokens, SPECIAL_CONTENT } from './added-tokens.ts';
+import { ADDED_CONTENT, AddedTokens, SPECIAL_CONTENT, type AddedTokenJson } from './added-tokens.ts';
 import { bytesToUnicode } from './byte-level-bpe.ts';
 import { IdSet } from './id-set.ts';
-
-interface AddedTokenJson {
-  id: number;
-  content: string;
-  special?: boolean;
-  normalized?: boolean;
-  lstrip?: boolean;
-  rstrip?: boolean;
-}
 
 /** The part of a Hugging Face tokenizer.json that flexmem reads itself. */
 interface TokenizerJson {
