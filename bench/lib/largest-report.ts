@@ -138,7 +138,9 @@ function largestPerDtype(r: LargestResult): string {
     const afterGcBest = all
       .filter((i) => !i.error && afterGc(i) <= ISOLATE_LIMIT_BYTES)
       .sort((a, b) => b.computeParams - a.computeParams)[0];
-    const byAfterGc = afterGcBest ? `${afterGcBest.label}: ${millions(afterGcBest.computeParams)}, ${mib(afterGc(afterGcBest))} MiB` : 'none';
+    const byAfterGc = afterGcBest
+      ? `${afterGcBest.label}: ${millions(afterGcBest.computeParams)}, ${mib(afterGc(afterGcBest))} MiB`
+      : 'none';
     if (!best)
       return [
         d,
