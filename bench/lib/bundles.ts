@@ -219,13 +219,7 @@ export function largeVariant(shape: LargeShape, computeDtype: ComputeDtype, tabl
   // is rebuilt when the served graph's inputs and outputs (graph-io.ts), the quantized weights or
   // the build-time optimization change.
   const graphCode = hashFiles(
-    [
-      'src/model/graph-io.ts',
-      'src/model/quantize.ts',
-      'src/model/compute-weights.ts',
-      'src/onnx/graph-builder.ts',
-      'cli/optimize-graph.ts',
-    ].map((f) => join(ROOT, f)),
+    ['src/model/graph-io.ts', 'src/model/quantize.ts', 'src/model/compute-weights.ts', 'cli/optimize-graph.ts'].map((f) => join(ROOT, f)),
   );
   const inputs = JSON.stringify({ shape, computeDtype, tables: tables.manifest.version, graphCode });
   return cached(name, inputs, async (dir) => {

@@ -35,8 +35,6 @@ export class GraphBuilder {
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly used = new Map<string, number>();
   private readonly domains = new Set<string>();
-  /** Values renamed to the graph output they became (`output`): later references follow. */
-  private readonly renamed = new Map<string, string>();
   private scopes: string[] = [];
 
   constructor(private readonly graphName: string) {}
@@ -56,30 +54,11 @@ export class GraphBuilder {
     return name;
   }
 
-  /**
-   * Declares `value` as a graph output under `name`. A value a node makes is renamed to it, as are
-   * its uses: an Identity would copy it on every run, and the KV cache's outputs are the largest
-   * tensors of a decode step. A graph input, an initializer or a value already an output goes
-   * through an Identity.
-   */
+  /** Declares `value` as a graph output under `name` (through an Identity if the names differ). */
   output(value: string, name: string, type: ElemType, dims: Dim[]): string {
-    const current = this.renamed.get(value) ?? value;
-    if (current !== name) {
-      const made = this.nodes.some((n) => n.output?.includes(current));
-      if (made && !this.outputs.some((o) => o.name === current)) this.rename(current, name);
-      else this.nodes.push({ opType: 'Identity', input: [current], output: [name], name: `${name}/identity` });
-    }
+    if (value !== name) this.nodes.push({ opType: 'Identity', input: [value], output: [name], name: `${name}/identity` });
     this.outputs.push(valueInfo(name, type, dims));
     return name;
-  }
-
-  private rename(from: string, to: string): void {
-    const swap = (names: string[] | null | undefined) => names?.map((n) => (n === from ? to : n));
-    for (const node of this.nodes) {
-      node.input = swap(node.input);
-      node.output = swap(node.output);
-    }
-    this.renamed.set(from, to);
   }
 
   hasInitializer(name: string): boolean {
@@ -122,7 +101,7 @@ export class GraphBuilder {
     const outputs = Array.from({ length: outputCount }, (_, i) => (outputCount === 1 ? name : `${name}:${i}`));
     const attributes = Object.entries(attrs).map(([k, v]) => attribute(k, v));
     // The field is left out for standard operators, so their nodes encode as they always did.
-    const node = { opType, input: inputs.map((i) => this.renamed.get(i) ?? i), output: outputs, name, attribute: attributes };
+    const node = { opType, input: inputs, output: outputs, name, attribute: attributes };
     this.nodes.push(domain ? { ...node, domain } : node);
     if (domain) this.domains.add(domain);
     return outputs;
