@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { MANIFEST_FILE, parseManifest, servedGraphObjects, type BundleManifest, type ObjectRef } from '../src/bundle/manifest.ts';
+import { MANIFEST_FILE, parseManifest, servedGraphObjects, type BundleManifest } from '../src/bundle/manifest.ts';
 import type { CountedRowSource } from '../src/memory/memory-hierarchy.ts';
 import type { Decoder } from '../src/engine/decoder.ts';
 import { InputError } from '../src/errors.ts';
@@ -18,7 +18,7 @@ import {
   type ServingCore,
   type ServingParts,
 } from '../src/serving/serving-core.ts';
-import type { GraphObjects } from '../src/serving/session-options.ts';
+import { servedGraph, type GraphObjects } from '../src/serving/session-options.ts';
 import { bundleKey, type ByteRange, type ObjectStore } from '../src/storage/object-store.ts';
 import type { TextTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { readJsonFile } from './checkpoint.ts';
@@ -82,15 +82,12 @@ export function readLocalManifest(dir: string): BundleManifest {
   return parseManifest(readJsonFile(join(dir, MANIFEST_FILE), `${MANIFEST_FILE} (is ${dir} a bundle?)`), join(dir, MANIFEST_FILE));
 }
 
-/** The graph the worker serves (servedGraphObjects), read from a bundle folder as a runtime is handed it. */
+/** The graph the worker serves, read from a bundle folder as a runtime is handed it. */
 export function readServedGraph(dir: string, manifest: BundleManifest): GraphObjects {
-  const [graph, weights] = servedGraphObjects(manifest);
-  const read = (ref: ObjectRef) => new Uint8Array(readFileSync(join(dir, ref.path)));
-  return {
-    graph: read(graph),
-    optimized: graph !== manifest.objects.compute,
-    weights: weights && { path: weights.path, data: read(weights) },
-  };
+  return servedGraph(
+    manifest,
+    servedGraphObjects(manifest).map((ref) => new Uint8Array(readFileSync(join(dir, ref.path)))),
+  );
 }
 
 /** The serving core over one bundle folder, with onnxruntime-node (or another runtime's parts). */

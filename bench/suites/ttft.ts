@@ -269,26 +269,16 @@ export async function runTtft(ctx: Context): Promise<TtftResult> {
     maxLogitDiff: variantRuns[i].maxLogitDiff,
   }));
   const firstRequest = (session: number[], prefill: number[]) => session.map((v, i) => v + prefill[i]);
-  const before = {
-    session: summarize(beforeTimes.session),
-    prefill: summarize(beforeTimes.prefill),
-    sessionRatio: pairedRatio(phaseTimes.session, beforeTimes.session),
-    prefillRatio: pairedRatio(phaseTimes.prefill, beforeTimes.prefill),
-    firstRequestRatio: pairedRatio(
-      firstRequest(phaseTimes.session, phaseTimes.prefill),
-      firstRequest(beforeTimes.session, beforeTimes.prefill),
-    ),
-  };
-  const withoutKernels = {
-    session: summarize(noKernelTimes.session),
-    prefill: summarize(noKernelTimes.prefill),
-    sessionRatio: pairedRatio(phaseTimes.session, noKernelTimes.session),
-    prefillRatio: pairedRatio(phaseTimes.prefill, noKernelTimes.prefill),
-    firstRequestRatio: pairedRatio(
-      firstRequest(phaseTimes.session, phaseTimes.prefill),
-      firstRequest(noKernelTimes.session, noKernelTimes.prefill),
-    ),
-  };
+  /** The first create and prefill on other fresh isolates, and the phases above paired against them by repetition. */
+  const pairedWith = (other: { session: number[]; prefill: number[] }) => ({
+    session: summarize(other.session),
+    prefill: summarize(other.prefill),
+    sessionRatio: pairedRatio(phaseTimes.session, other.session),
+    prefillRatio: pairedRatio(phaseTimes.prefill, other.prefill),
+    firstRequestRatio: pairedRatio(firstRequest(phaseTimes.session, phaseTimes.prefill), firstRequest(other.session, other.prefill)),
+  });
+  const before = pairedWith(beforeTimes);
+  const withoutKernels = pairedWith(noKernelTimes);
   return {
     suite: 'ttft',
     reps,

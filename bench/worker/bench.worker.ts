@@ -41,7 +41,7 @@ import { bundleKey, pointerKey } from '../../src/storage/object-store.ts';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { Random } from '../../src/util/random.ts';
 import { sha256Hex } from '../../src/util/sha256.ts';
-import { sessionOptionsFor, type GraphObjects } from '../../src/serving/session-options.ts';
+import { servedGraph, sessionOptionsFor, type GraphObjects } from '../../src/serving/session-options.ts';
 import { onnxRuntime } from '../../workers/onnx-runtime.ts';
 import { warmUpKernels, warmUpRuntime } from '../../workers/runtime-warm-up.ts';
 import { R2Store } from '../../workers/r2-store.ts';
@@ -218,16 +218,17 @@ export default {
           const manifest = parseManifest(
             JSON.parse(new TextDecoder().decode(await getBytes(env, bundleKey(pointer.version, 'manifest.json')))),
           );
-          const [graphRef, weightsRef] = body.graph === 'compute' ? [manifest.objects.compute] : servedGraphObjects(manifest);
-          const [graph, weights, tokenizer] = await Promise.all([
-            getBytes(env, bundleKey(pointer.version, graphRef.path)),
-            weightsRef && getBytes(env, bundleKey(pointer.version, weightsRef.path)),
-            getBytes(env, bundleKey(pointer.version, manifest.objects.tokenizer.path)),
+          const read = (path: string) => getBytes(env, bundleKey(pointer.version, path));
+          const [graphBytes, tokenizer] = await Promise.all([
+            Promise.all(
+              (body.graph === 'compute' ? [manifest.objects.compute] : servedGraphObjects(manifest)).map((ref) => read(ref.path)),
+            ),
+            read(manifest.objects.tokenizer.path),
           ]);
-          const optimized = graphRef !== manifest.objects.compute;
-          const served = { graph, optimized, weights: weightsRef && weights && { path: weightsRef.path, data: weights } };
-          phases.set(body.model, { manifest, graph: served, tokenizer, sessions: [] });
-          return Response.json({ bytes: graph.byteLength + (weights?.byteLength ?? 0) + tokenizer.byteLength });
+          const graph: GraphObjects =
+            body.graph === 'compute' ? { graph: graphBytes[0], optimized: false } : servedGraph(manifest, graphBytes);
+          phases.set(body.model, { manifest, graph, tokenizer, sessions: [] });
+          return Response.json({ bytes: [...graphBytes, tokenizer].reduce((n, b) => n + b.byteLength, 0) });
         }
         const state = phases.get(body.model);
         if (!state) throw new Error('phase read first');

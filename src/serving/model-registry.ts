@@ -6,7 +6,7 @@
  * docs/architecture.md ("Versions and pointers") explains why.
  */
 import type { InferenceSession } from 'onnxruntime-common';
-import type { BundleManifest, ObjectRef } from '../bundle/manifest.ts';
+import { servedGraphObjects, type BundleManifest, type ObjectRef } from '../bundle/manifest.ts';
 import { decodeRowChecksums } from '../bundle/row-checksums.ts';
 import type { StepSession } from '../engine/decoder.ts';
 import { InputError, InternalError } from '../errors.ts';
@@ -16,7 +16,7 @@ import { parseStored, type BundleReader } from './bundle-reader.ts';
 import { ServableModels } from './model-list.ts';
 import { StaleWhileError } from './stale-while-error.ts';
 import { queuedSession } from './session-queue.ts';
-import type { GraphObjects } from './session-options.ts';
+import { servedGraph, type GraphObjects } from './session-options.ts';
 
 export interface LoadedBundle {
   version: string;
@@ -198,7 +198,7 @@ export class ModelRegistry {
   }
 
   private async session(version: string, manifest: BundleManifest): Promise<InferenceSession> {
-    const { compute, computeOptimized, computeWeights, reference } = manifest.objects;
+    const { compute, computeOptimized, reference } = manifest.objects;
     const create = (ref: ObjectRef) =>
       this.reader.verified(version, ref).then((graph) => this.options.createSession({ graph, optimized: false }));
     if (this.options.graph === 'reference') {
@@ -209,11 +209,8 @@ export class ModelRegistry {
     // The optimized graph may hold fused operators a runtime of another onnxruntime release (or an
     // ORT-format version) it cannot read; compute.onnx computes the same, just slower to load. A
     // failed read or a wrong hash is not retried this way: that is the store's fault.
-    const [graph, weights] = await Promise.all([
-      this.reader.verified(version, computeOptimized),
-      computeWeights && this.reader.verified(version, computeWeights).then((data) => ({ path: computeWeights.path, data })),
-    ]);
-    return this.options.createSession({ graph, optimized: true, weights }).catch((error: unknown) => {
+    const bytes = await Promise.all(servedGraphObjects(manifest).map((ref) => this.reader.verified(version, ref)));
+    return this.options.createSession(servedGraph(manifest, bytes)).catch((error: unknown) => {
       console.warn(`bundle ${version}: ${computeOptimized.path} does not load here (${String(error)}); loading ${compute.path} instead`);
       return create(compute);
     });

@@ -7,6 +7,7 @@
  * onnxruntime's allocation planner (docs/architecture.md "Cold start").
  */
 import type { InferenceSession } from 'onnxruntime-common';
+import { servedGraphObjects, type BundleManifest } from '../bundle/manifest.ts';
 
 /** A graph as a runtime is handed it: its bytes, and how to load them. */
 export interface GraphObjects {
@@ -16,6 +17,15 @@ export interface GraphObjects {
   optimized: boolean;
   /** The graph's weights as ONNX external data, under the name the graph gives them. */
   weights?: { path: string; data: Uint8Array };
+}
+
+/**
+ * The graph a bundle serves, as a runtime is handed it, from the bytes of its objects in the order
+ * of servedGraphObjects (the graph optimized at build time and its weights, else compute.onnx).
+ */
+export function servedGraph(manifest: BundleManifest, bytes: readonly Uint8Array[]): GraphObjects {
+  const [graph, weights] = servedGraphObjects(manifest);
+  return { graph: bytes[0], optimized: graph !== manifest.objects.compute, weights: weights && { path: weights.path, data: bytes[1] } };
 }
 
 /** Session options for a graph: no load-time optimization for one optimized at build time, onnxruntime's defaults otherwise. */
