@@ -86,7 +86,7 @@ async function alone(session: StepSession): Promise<Decoded[]> {
  * test fires it (or when every member of its batch has asked), so no timing decides who is batched
  * with whom.
  */
-async function batched(session: StepSession): Promise<{ decoded: Decoded[]; stats: StepBatcher['stats'] }> {
+async function batched(session: StepSession): Promise<{ decoded: Decoded[]; stats: StepBatcher['stats']; held: boolean[] }> {
   const { config } = local.manifest;
   let fire: (() => void) | null = null;
   const batcher = new StepBatcher({ session, Tensor: local.core.Tensor, config, maxBatch: 16, wait: (run) => (fire = run) });
@@ -132,7 +132,10 @@ async function batched(session: StepSession): Promise<{ decoded: Decoded[]; stat
       if (k === 0 && decoded[k].tokens.length === limit(k)) decoder.finish(states[k]);
     }
   }
-  return { decoded, stats: batcher.stats };
+  // Sequences 1 to 3 are still seated in the merged batch; once they finish, it is let go.
+  const heldWhileSeated = batcher.holdsCache;
+  for (const state of states) decoder.finish(state);
+  return { decoded, stats: batcher.stats, held: [heldWhileSeated, batcher.holdsCache] };
 }
 
 /** Where a batched run departs from the unbatched one: token mismatches, and the largest logit difference. */
@@ -175,7 +178,9 @@ describe('batched decode steps against onnxruntime-node', () => {
 
   it('every row gives the tokens its sequence gives alone, logits within the measured bound', async () => {
     const reference = await alone(local.bundle.session);
-    const { decoded, stats } = await batched(local.bundle.session);
+    const { decoded, stats, held } = await batched(local.bundle.session);
+    // The merged cache is held while sequences are seated in it, and let go when the last leaves.
+    expect(held).toEqual([true, false]);
     // The composition did what it is meant to: batches of several rows, padded riders, rebuilds.
     expect(stats.rows / stats.runs).toBeGreaterThan(3);
     expect(stats.paddedRows).toBeGreaterThan(0);

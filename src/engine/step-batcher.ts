@@ -165,7 +165,16 @@ export class StepBatcher {
    * every step of a batch run in its context.
    */
   leave(state: DecoderState): void {
+    const batch = state.seat?.batch;
     state.seat = undefined;
+    // The last member gone, its merged cache (every layer's KV of every row) is garbage: an idle
+    // isolate would otherwise hold the last batch's cache until the next decode step.
+    if (batch === this.current && !hasSeatedMembers(batch)) this.current = null;
+  }
+
+  /** Whether the batcher holds a merged cache (it does while a batched sequence is seated in it). */
+  get holdsCache(): boolean {
+    return this.current !== null;
   }
 
   /** Gives a batched sequence its own cache tensors again (for a step outside the batcher). */
@@ -288,7 +297,8 @@ export class StepBatcher {
       members: batch.members.map((m, b) => (m && isSeated(m, batch, b) ? m : null)),
       skips: batch.skips.map((n, b) => (present[b] ? 0 : n + 1)),
     };
-    this.current = next;
+    // Every member left during the run: nothing will step in this cache again.
+    this.current = next.members.some((m) => m !== null) ? next : null;
     const logits = out[GRAPH_IO.logits].data as Float32Array;
     this.stats.runs++;
     this.stats.rows += chosen.length;
@@ -423,6 +433,10 @@ export class StepBatcher {
 
 function isSeated(m: DecoderState, batch: MergedBatch, row: number): boolean {
   return m.seat?.batch === batch && m.seat.row === row;
+}
+
+function hasSeatedMembers(batch: MergedBatch): boolean {
+  return batch.members.some((m, row) => m !== null && isSeated(m, batch, row));
 }
 
 /** Where a sequence's cache tensor `name` is now: its seat's row, or its own [1, KV, length, hd]. */

@@ -12,7 +12,13 @@ export function queuedSession(session: InferenceSession): StepSession {
     release: () => queue.then(() => session.release()),
     run: ((feeds: InferenceSession.FeedsType) => {
       const result = queue.then(() => session.run(feeds));
-      queue = result.catch(() => {});
+      // The queue keeps only the run's settling, not its outputs: those include every layer's
+      // present KV tensors, which it would otherwise hold until the next run (an idle isolate would
+      // keep the last request's whole cache).
+      queue = result.then(
+        () => {},
+        () => {},
+      );
       return result;
     }) as StepSession['run'],
   };
