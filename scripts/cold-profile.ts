@@ -5,7 +5,7 @@
  * scripts/cold-profile.ts ...`): they cannot be set in Workers, but they show what the cost is.
  *
  *   npx tsx scripts/cold-profile.ts <bundle dir> [--options served|default|no-arena|no-pattern|
- *     no-arena-no-pattern|no-prepacking] [--warm-up none|runtime|kernels] [--graph served|compute]
+ *     no-arena-no-pattern|no-prepacking] [--warm-up none|runtime|kernels|kernels-only] [--graph served|compute]
  *
  * Prints one JSON line: ms per phase and the last position's logits checksum.
  */
@@ -77,11 +77,12 @@ async function prefill(session: InferenceSession): Promise<number> {
   return sum;
 }
 
-// 'runtime': onnxruntime's start as the edge worker runs it at module scope; 'kernels': that, then
-// the kernels' warm-up (workers/runtime-warm-up.ts), as it runs now.
+// 'runtime': onnxruntime's start as the edge worker ran it at module scope; 'kernels': that, then
+// the kernels' warm-up (workers/runtime-warm-up.ts); 'kernels-only': the kernels' warm-up alone,
+// which then starts the runtime itself.
 const warmUp = flag('warm-up', 'kernels');
-if (warmUp !== 'none') await timed('runtime', () => warmUpRuntime(ort));
-if (warmUp === 'kernels') await timed('kernels', () => warmUpKernels(ort));
+if (warmUp === 'runtime' || warmUp === 'kernels') await timed('runtime', () => warmUpRuntime(ort));
+if (warmUp === 'kernels' || warmUp === 'kernels-only') await timed('kernels', () => warmUpKernels(ort));
 const options = optionsFor(optionsName);
 const first = await timed('create1', () => ort.InferenceSession.create(graph.graph, options));
 const checksum = await timed('prefill1', () => prefill(first));

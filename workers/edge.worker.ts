@@ -9,16 +9,16 @@ import { createServingCore } from '../src/serving/serving-core.ts';
 import { sessionOptionsFor } from '../src/serving/session-options.ts';
 import { accessSettings, apiLimits, originStore, pageCaches, rateLimitSettings, readSettings, type Env } from './bindings.ts';
 import { onnxRuntime } from './onnx-runtime.ts';
-import { warmUpKernels, warmUpRuntime } from './runtime-warm-up.ts';
+import { warmUpKernels } from './runtime-warm-up.ts';
 
 /**
  * onnxruntime's start and a first run of the model graph's kernels happen while the isolate starts,
- * not in its first request (workers/runtime-warm-up.ts).
+ * not in its first request (workers/runtime-warm-up.ts). The kernels' warm-up starts the runtime
+ * itself: a one-node session before it (`warmUpRuntime`) added start time and took nothing off
+ * the first request (docs/architecture.md "Cold start").
  * A failed warm-up is only logged: the first real session meets the same fault and reports it.
  */
-const runtimeReady = warmUpRuntime(onnxRuntime())
-  .then(() => warmUpKernels(onnxRuntime()))
-  .catch((error: unknown) => console.warn(`onnxruntime warm-up failed: ${String(error)}`));
+const runtimeReady = warmUpKernels(onnxRuntime()).catch((error: unknown) => console.warn(`onnxruntime warm-up failed: ${String(error)}`));
 
 let isolate: Omit<ApiHost, 'background'> | null = null;
 

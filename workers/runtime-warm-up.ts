@@ -2,10 +2,11 @@
  * The first onnxruntime-web session of an isolate costs far more than any later one: instantiating
  * the precompiled wasm module takes a few milliseconds, but onnxruntime's own start and the first
  * call of each wasm function it runs (which V8 compiles when first called) come on top of loading
- * the graph (docs/BENCHMARKS.md §6, docs/architecture.md "Cold start"). A session over a one-node
- * graph pays the runtime's share of that without any bundle, so the edge worker runs it at module
- * scope, while the isolate starts, instead of inside the first request. Workers forbid I/O there,
- * not computation, and this needs none.
+ * the graph (docs/BENCHMARKS.md §6, docs/architecture.md "Cold start"). The edge worker runs
+ * `warmUpKernels` at module scope, while the isolate starts, instead of inside the first request:
+ * Workers forbid I/O there, not computation, and this needs none. `warmUpRuntime`, a session over
+ * a one-node graph, is onnxruntime's start alone: the bench worker times it as a phase of its own;
+ * the edge worker no longer runs it, since the kernels' warm-up starts the runtime anyway.
  */
 import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
 import { Decoder } from '../src/engine/decoder.ts';

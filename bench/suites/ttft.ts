@@ -1,12 +1,13 @@
 /**
  * Issue 6, item 6 and issue 13: time to first token on a cold isolate (a new Miniflare instance,
  * so a new workerd process), with the origin at local speed and 20 ms away, and what it is made
- * of: instance start (which includes onnxruntime's start and the kernels' warm-up: the edge worker
- * runs both at module scope, workers/runtime-warm-up.ts), first request on the isolate, bundle load (pointer, manifest, graph
- * and tokenizer reads, sha256, ORT session), the prompt's first origin reads, and the prefill.
+ * of: instance start (which includes the kernels' warm-up, and with it onnxruntime's start: the edge
+ * worker runs it at module scope, workers/runtime-warm-up.ts), first request on the isolate, bundle load (pointer, manifest, graph
+ * and tokenizer reads, sha256, ORT session; the hot set is read beside them), the prompt's first origin reads, and the prefill.
  * The bundle load is split further by the bench worker, one phase per request on a fresh isolate
- * that has not started onnxruntime, so the runtime's start and the kernels' warm-up are phases of
- * their own; a second fresh bench worker skips the kernels' warm-up, to pair against.
+ * that has not started onnxruntime, so the runtime's start (a one-node session) and the kernels'
+ * warm-up are phases of their own; a second fresh bench worker skips the kernels' warm-up, to pair
+ * against. scripts/cold-ttft-ab.ts pairs whole edge worker builds against each other.
  */
 import { requestJson, streamCompletion, type StreamResult } from '../lib/client.ts';
 import type { Context } from '../lib/context.ts';

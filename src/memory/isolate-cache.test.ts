@@ -119,4 +119,22 @@ describe('IsolateRowCache', () => {
     cache.put('v2', 2, row(2));
     expect([has(cache, 'v2', 1), has(cache, 'v2', 2)]).toEqual([true, true]);
   });
+
+  it('checks a hot row once, when first asked; a row refused is served from the LRU, never from the hot set', () => {
+    const cache = new IsolateRowCache(100);
+    cache.setHotSet('v1', 4, Uint8Array.from([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]));
+    const asked: number[] = [];
+    const matches = (row: Uint8Array) => {
+      asked.push(row[0]);
+      return row[0] !== 1;
+    };
+    expect([0, 1, 2, 0, 1].map((id) => cache.hotRowIntact('v1', id, matches))).toEqual([true, false, true, true, false]);
+    expect(asked).toEqual([0, 1, 2]);
+    expect(cache.get('v1', 0)).toEqual({ bytes: row(0), tier: 'hot' });
+    expect(cache.get('v1', 1)).toBeNull();
+    cache.put('v1', 1, row(7));
+    expect(cache.get('v1', 1)).toEqual({ bytes: row(7), tier: 'lru' });
+    // Rows past the hot set, or of a version without one, are not hot rows.
+    expect([cache.hotRowIntact('v1', 3, matches), cache.hotRowIntact('v2', 0, matches)]).toEqual([false, false]);
+  });
 });

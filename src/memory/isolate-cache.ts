@@ -2,13 +2,21 @@
  * L0, the isolate's own memory: per bundle version a hot set (rows of the most frequent tokens,
  * read once at first use) plus an LRU of recently used rows, together under one byte budget.
  * flexmem tokenizers number tokens by frequency, so the hot set is the rows of ids [0, n).
+ * The hot set is kept as read; each of its rows is checked when first used (`hotRowIntact`), so a
+ * cold request checks the few rows it uses rather than all of them.
  */
 export type IsolateTier = 'hot' | 'lru';
+
+const UNCHECKED = 0;
+const INTACT = 1;
+const CORRUPT = 2;
 
 interface HotSet {
   count: number;
   rowBytes: number;
   bytes: Uint8Array;
+  /** Per row: UNCHECKED, INTACT, or CORRUPT (no longer served from the hot set). */
+  checks: Uint8Array;
 }
 
 export class IsolateRowCache {
@@ -21,7 +29,8 @@ export class IsolateRowCache {
 
   get(version: string, id: number): { bytes: Uint8Array; tier: IsolateTier } | null {
     const hot = this.hot.get(version);
-    if (hot && id < hot.count) return { bytes: hot.bytes.subarray(id * hot.rowBytes, (id + 1) * hot.rowBytes), tier: 'hot' };
+    if (hot && id < hot.count && hot.checks[id] !== CORRUPT)
+      return { bytes: hot.bytes.subarray(id * hot.rowBytes, (id + 1) * hot.rowBytes), tier: 'hot' };
     const key = `${version}:${id}`;
     const bytes = this.lru.get(key);
     if (!bytes) return null;
@@ -47,10 +56,23 @@ export class IsolateRowCache {
     }
   }
 
-  /** Installs a version's hot set: rows of ids [0, count), `rowBytes` each, contiguous. */
+  /**
+   * Whether hot-set row `id` of `version` is intact: `matches` decides the first time it is asked,
+   * and a row it refuses is served from the hot set no more (`get` then looks in the LRU).
+   */
+  hotRowIntact(version: string, id: number, matches: (row: Uint8Array) => boolean): boolean {
+    const hot = this.hot.get(version);
+    if (!hot || id >= hot.count) return false;
+    if (hot.checks[id] === UNCHECKED)
+      hot.checks[id] = matches(hot.bytes.subarray(id * hot.rowBytes, (id + 1) * hot.rowBytes)) ? INTACT : CORRUPT;
+    return hot.checks[id] === INTACT;
+  }
+
+  /** Installs a version's hot set: rows of ids [0, count), `rowBytes` each, contiguous, not yet checked. */
   setHotSet(version: string, rowBytes: number, bytes: Uint8Array): void {
     if (this.hot.has(version) || bytes.byteLength > this.budgetBytes) return;
-    this.hot.set(version, { count: bytes.byteLength / rowBytes, rowBytes, bytes });
+    const count = bytes.byteLength / rowBytes;
+    this.hot.set(version, { count, rowBytes, bytes, checks: new Uint8Array(count) });
     this.hotBytes += bytes.byteLength;
     this.evictToBudget();
   }

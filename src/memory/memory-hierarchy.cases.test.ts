@@ -322,28 +322,38 @@ describe('memory hierarchy: the hot set', () => {
     expect(second.stats.rows.hot).toBe(2);
   });
 
-  it('reads a damaged hot set again, token 0 included, and keeps all of it', async () => {
+  it('checks a hot row when it is first used: one damaged in transit, token 0 included, is read through its page, the rest stay hot', async () => {
     const { store, request, hierarchy, failures } = setup(hot);
     store.damage(0, 1);
     request();
     await hierarchy.hotSetReady('v1');
-    expect(failures()).toBe(1);
+    expect(failures()).toBe(0); // nothing is checked before it is used
     const rows = request();
     expect(firsts(await rows.rows([0, 1, 2, 3]))).toEqual([0, 1, 2, 3]);
-    expect(rows.stats.rows.hot).toBe(4);
-    expect(store.reads).toHaveLength(2);
+    expect(failures()).toBe(1);
+    expect(rows.stats.rows).toMatchObject({ hot: 3, origin: 1 });
+    expect(store.reads).toEqual([
+      { path: 'tables/rows-00000.bin', offset: 0, length: 32 },
+      { path: 'tables/rows-00000.bin', offset: 0, length: 32 },
+    ]);
+    // Token 0 is served from its checked copy from now on, the hot set's rows without a second check.
+    const again = request();
+    expect(firsts(await again.rows([0, 1]))).toEqual([0, 1]);
+    expect(again.stats.rows).toMatchObject({ hot: 1, lru: 1 });
+    expect([failures(), store.reads.length]).toEqual([1, 2]);
   });
 
-  it('keeps nothing of a hot set whose first row stays corrupt', async () => {
+  it('fails a hot row that stays corrupt, every time, and only that row', async () => {
     // One row per page, so row 1 does not share token 0's page.
     const { store, request, hierarchy } = setup({ ...hot, pageBytes: 8 });
     store.damage(0);
     request();
     await hierarchy.hotSetReady('v1');
     await expect(request().rows([0])).rejects.toThrow('the row of token 0 ');
+    await expect(request().rows([0])).rejects.toThrow('the row of token 0 ');
     const rows = request();
-    expect(firsts(await rows.rows([1]))).toEqual([1]);
-    expect(rows.stats.rows).toMatchObject({ hot: 0, origin: 1 });
+    expect(firsts(await rows.rows([1, 3]))).toEqual([1, 3]);
+    expect(rows.stats.rows).toMatchObject({ hot: 2, origin: 0 });
   });
 
   it('waits for the hot set for its rows, while the rest are read in the same wave', async () => {

@@ -3,9 +3,11 @@
  * then L1 (Cache API pages), L2 (KV pages), and finally read from L3, the origin bucket, with
  * neighbouring pages coalesced into one range read and at most `originConcurrency` reads in
  * flight. Every request gets its own RowSource pinned to one bundle version, with its own stats.
- * Every row is checked against its checksum (src/bundle/row-checksums.ts) before it is used or
- * cached: rows read from the origin, and rows of L1/L2 pages too (a row costs well under a
- * microsecond to check, and a cache is not where corrupt bytes should be able to hide).
+ * Every row is checked against its checksum (src/bundle/row-checksums.ts) before it is used:
+ * rows read from the origin (before they are cached), rows of L1/L2 pages too (a row costs well
+ * under a microsecond to check, and a cache is not where corrupt bytes should be able to hide),
+ * and the hot set's rows the first time each is used (checking all of its megabytes at once was
+ * the cold request's largest share of JavaScript; docs/architecture.md "Cold start").
  * The serving core (src/serving/serving-core.ts) owns one per isolate; the CLI's has no page caches.
  */
 import type { BundleManifest, TableShard } from '../bundle/manifest.ts';
@@ -78,6 +80,19 @@ export interface RowRequest {
   background?: (work: Promise<unknown>) => void;
 }
 
+/** A version's hot set, read before any request asks for its rows (its rows are checked as they are used). */
+export type HotSetPreload = Omit<RowRequest, 'rowChecksums' | 'overrides'>;
+
+/** How one hot-set load reads: its origin, and the reads in flight it counts among. */
+interface HotSetRead {
+  origin: RangeReader;
+  reads: ConcurrencyLimit;
+  background: (work: Promise<unknown>) => void;
+}
+
+/** Rows are cached under the version that owns the tables, so a patch shares its base's cache. */
+const tableVersionOf = (version: string, tables: Tables) => tables.shards[0]?.from ?? version;
+
 /** A request's row source, with the counts of where its rows came from. */
 export type CountedRowSource = RowSource & { readonly stats: TierStats };
 
@@ -104,6 +119,8 @@ export class MemoryHierarchy {
   private readonly hotLoads = new Map<string, Promise<void>>();
   /** Hot-set loads still in flight, with the number of rows they bring. */
   private readonly pendingHot = new Map<string, number>();
+  /** Hot-set reads still at the origin, by version. */
+  private readonly hotReads = new Map<string, Promise<Uint8Array>>();
 
   constructor(
     private readonly pageCaches: PageCache[],
@@ -125,9 +142,12 @@ export class MemoryHierarchy {
       stats,
       background: request.background ?? (() => {}),
     };
-    // Rows are cached under the version that owns the tables, so a patch shares its base's cache.
-    const tableVersion = tables.shards[0]?.from ?? version;
-    this.startHotSetLoad(tableVersion, tables, io);
+    const tableVersion = tableVersionOf(version, tables);
+    const hotRead = this.hotReads.get(tableVersion);
+    // A hot-set read a bundle load started is one of this request's reads in flight too, so its
+    // first wave is planned around it as around one it started itself.
+    if (hotRead) void io.reads.run(() => hotRead.catch(() => {}));
+    else this.startHotSetLoad(tableVersion, tables, io);
     const { layout } = tables;
     return {
       rowValues: layout.rowValues,
@@ -167,6 +187,19 @@ export class MemoryHierarchy {
     };
   }
 
+  /**
+   * Starts reading a version's hot set before any request asks for its rows: a bundle load calls
+   * this before its session is created, so the read runs beside the create instead of after it
+   * (docs/architecture.md "Cold start").
+   */
+  preloadHotSet(preload: HotSetPreload): void {
+    this.startHotSetLoad(tableVersionOf(preload.version, preload.tables), preload.tables, {
+      origin: preload.origin,
+      reads: new ConcurrencyLimit(1),
+      background: preload.background ?? (() => {}),
+    });
+  }
+
   /** Drops the isolate's rows of a version that is no longer served. */
   forget(version: string): void {
     this.isolate.forget(version);
@@ -184,7 +217,7 @@ export class MemoryHierarchy {
     const missing: number[] = [];
     for (const id of new Set(ids)) {
       stats.lookups++;
-      const hit = this.isolate.get(version, id);
+      const hit = this.intactHit(version, id, io);
       if (hit) {
         found.set(id, hit.bytes);
         stats.rows[hit.tier]++;
@@ -216,6 +249,17 @@ export class MemoryHierarchy {
     );
     if (fromOrigin.length) await this.readFromOrigin(version, tables, io, fromOrigin, found);
     return found;
+  }
+
+  /**
+   * The isolate's row of `id`; a hot-set row the first time it is used is checked first, and one
+   * that does not match its checksum is a miss (read through its page, which is checked too).
+   */
+  private intactHit(version: string, id: number, io: RequestIO): ReturnType<IsolateRowCache['get']> {
+    const hit = this.isolate.get(version, id);
+    if (hit?.tier !== 'hot' || this.isolate.hotRowIntact(version, id, (row) => rowChecksum(row) === io.rowChecksums[id])) return hit;
+    this.onChecksumFailure();
+    return this.isolate.get(version, id);
   }
 
   /** Whether the page holds every row `entry` wants, each matching its checksum. */
@@ -357,34 +401,33 @@ export class MemoryHierarchy {
   }
 
   /** Reads the hot set (rows [0, n) of the first shard) once per version, in the background. */
-  private startHotSetLoad(version: string, tables: Tables, io: RequestIO): void {
+  private startHotSetLoad(version: string, tables: Tables, hot: HotSetRead): void {
     if (this.hotLoads.has(version)) return;
     const shard = tables.shards[0];
-    const count = Math.min(shard.tokenCount, Math.floor(this.config.hotSetBytes / tables.layout.rowBytes));
+    const { rowBytes } = tables.layout;
+    const count = Math.min(shard.tokenCount, Math.floor(this.config.hotSetBytes / rowBytes));
     if (count === 0) {
       this.hotLoads.set(version, Promise.resolve());
       return;
     }
     this.pendingHot.set(version, count);
-    const { rowBytes } = tables.layout;
-    const load = (async () => {
-      const read = () => io.reads.run(() => io.origin.read(shard, 0, count * rowBytes));
-      let bytes = await read();
-      if (firstCorruptRow(bytes, rowBytes, shard.firstToken, io.rowChecksums) >= 0) {
-        this.onChecksumFailure();
-        bytes = await read();
-      }
-      // The hot set stops before a row that is still corrupt: that row and the ones after it come
-      // through pages, where a request that needs the corrupt one fails with the details.
-      const bad = firstCorruptRow(bytes, rowBytes, shard.firstToken, io.rowChecksums);
-      const intact = bad < 0 ? bytes : bytes.slice(0, (bad - shard.firstToken) * rowBytes);
-      if (intact.byteLength) this.isolate.setHotSet(version, rowBytes, intact);
-    })()
-      .catch(() => {
-        this.hotLoads.delete(version); // a failed load is retried by a later request
+    const read = hot.reads.run(() => hot.origin.read(shard, 0, count * rowBytes));
+    this.hotReads.set(version, read);
+    const load: Promise<void> = read
+      .finally(() => this.hotReads.get(version) === read && this.hotReads.delete(version))
+      .then((bytes) => {
+        if (bytes.byteLength !== count * rowBytes)
+          throw new InternalError(`short origin read: the hot set of ${shard.path} of version ${version}`);
+        // A version forgotten while its hot set was on its way keeps none of it.
+        if (this.hotLoads.get(version) === load) this.isolate.setHotSet(version, rowBytes, bytes);
       })
-      .finally(() => this.pendingHot.delete(version));
+      .catch(() => {
+        if (this.hotLoads.get(version) === load) this.hotLoads.delete(version); // a failed load is retried by a later request
+      })
+      .finally(() => {
+        if (!this.hotLoads.has(version) || this.hotLoads.get(version) === load) this.pendingHot.delete(version);
+      });
     this.hotLoads.set(version, load);
-    io.background(load);
+    hot.background(load);
   }
 }

@@ -130,15 +130,18 @@ describe('row integrity in the memory hierarchy', () => {
     expect(cache.pages.get(key)).toEqual(table.subarray(8 * layout.rowBytes, 12 * layout.rowBytes));
   });
 
-  it('stops the hot set before a corrupt row: rows before it are hot, the corrupt one fails, rows after it serve', async () => {
-    const hierarchy = new MemoryHierarchy([], { ...settings, hotSetBytes: 100 * layout.rowBytes });
+  it('checks each hot row when first used: a corrupt one fails and is never served, the rows around it stay hot', async () => {
+    let failures = 0;
+    const hierarchy = new MemoryHierarchy([], { ...settings, hotSetBytes: 100 * layout.rowBytes }, () => failures++);
     const store = origin();
     store.damage(middleOf(60));
     const request = () => hierarchy.rowsFor({ version: 'v1', tables, origin: store.reader, rowChecksums });
     const first = request();
     await expect(first.rows([3, 60])).rejects.toThrow(/token 60 .* does not match its crc32c/);
+    expect(failures).toBe(3); // the hot row, then its page read twice
     const second = request();
-    expectRows(await second.rows([3, 59, 64, 99]), [3, 59, 64, 99]);
-    expect(second.stats.rows).toMatchObject({ hot: 2, origin: 2 });
+    expectRows(await second.rows([3, 59, 61, 99]), [3, 59, 61, 99]);
+    expect(second.stats.rows).toMatchObject({ hot: 4, origin: 0 });
+    await expect(request().rows([60])).rejects.toThrow(/token 60 .* does not match its crc32c/);
   });
 });

@@ -47,12 +47,28 @@ export interface RegistryOptions {
   maxLoadedVersions: number;
   graph: GraphChoice;
   createSession: (graph: GraphObjects) => Promise<InferenceSession>;
-  /** Called with a version evicted from the isolate, so its cached rows can go too. */
+  /** Called with a version evicted from the isolate, or whose load failed, so its cached rows can go too. */
   onEvict: (version: string) => void;
+  /**
+   * Called as soon as a version's manifest is read, before its graph is: the first request's rows
+   * can be read while the session is created (the serving core starts the hot set here;
+   * docs/architecture.md "Cold start").
+   */
+  onManifest?: (loading: LoadingBundle) => void;
   now: () => number;
 }
 
 type Background = (work: Promise<unknown>) => void;
+
+/** A version whose load has begun: what is known of it before its session exists. */
+export interface LoadingBundle {
+  version: string;
+  manifest: BundleManifest;
+  /** The checksum of every table row, by token id, once read and checked (the load fails if this rejects). */
+  rowChecksums: Promise<Uint32Array>;
+  /** Keeps work started for the load alive past the request that started it (Workers: ctx.waitUntil). */
+  background?: Background;
+}
 
 export interface ModelHealth {
   model: string;
@@ -99,7 +115,7 @@ export class ModelRegistry {
   /** `background` keeps a pointer read it starts alive past its request (Workers: ctx.waitUntil). */
   async current(model: string, background?: Background): Promise<LoadedBundle> {
     const pointer = await this.pointer(model, background);
-    return this.load(pointer.version);
+    return this.load(pointer.version, background);
   }
 
   /** Every model with a pointer in the store that can be served, and the version it serves. */
@@ -127,15 +143,19 @@ export class ModelRegistry {
     );
   }
 
-  /** A version by id, whichever model serves it (or none). */
-  load(version: string): Promise<LoadedBundle> {
+  /** A version by id, whichever model serves it (or none). `background` keeps what its load starts alive. */
+  load(version: string, background?: Background): Promise<LoadedBundle> {
     let loaded = this.bundles.get(version);
     if (!loaded) {
-      loaded = this.loadBundle(version);
+      loaded = this.loadBundle(version, background);
       this.bundles.set(version, loaded);
       loaded.then(
         () => this.bundles.has(version) && this.ready.add(version),
-        () => this.bundles.delete(version),
+        () => {
+          if (this.bundles.get(version) !== loaded) return;
+          this.bundles.delete(version);
+          this.options.onEvict(version); // rows read for it while it loaded
+        },
       );
       while (this.bundles.size > this.options.maxLoadedVersions) {
         const oldest = this.bundles.keys().next().value!;
@@ -174,8 +194,12 @@ export class ModelRegistry {
     return bytes && parseStored(pointerKey(model), () => parsePointer(model, JSON.parse(new TextDecoder().decode(bytes))));
   }
 
-  private async loadBundle(version: string): Promise<LoadedBundle> {
+  private async loadBundle(version: string, background?: Background): Promise<LoadedBundle> {
     const manifest = await this.reader.manifest(version);
+    const checksums = this.rowChecksums(version, manifest);
+    // Reads the first request will need start before the graph's: once the create runs, this
+    // isolate's one thread does nothing else.
+    this.options.onManifest?.({ version, manifest, rowChecksums: checksums, background });
     // The session is created as soon as the graph is read and checked, while the other objects are still being read.
     const session = this.session(version, manifest);
     const rest = Promise.all([
@@ -184,7 +208,7 @@ export class ModelRegistry {
         .then((bytes) =>
           parseStored(objectKey(version, manifest.objects.tokenizer), () => new TextTokenizer(JSON.parse(new TextDecoder().decode(bytes)))),
         ),
-      this.rowChecksums(version, manifest),
+      checksums,
       this.overrides(version, manifest),
     ]);
     const [created, others] = await Promise.allSettled([session, rest]);

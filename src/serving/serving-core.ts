@@ -154,6 +154,18 @@ export function createServingCore(parts: ServingParts): ServingCore {
     graph: settings.graph,
     createSession: parts.createSession,
     onEvict: (version) => hierarchy.forget(version),
+    // The first request's hot rows are read while the session is created, not after it. The read
+    // waits for the row checksums (small, read beside the graph, so still well before the create):
+    // an origin that checks the hot set as it passes (src/web/verified-object-cache.ts) needs them.
+    onManifest: ({ version, manifest, rowChecksums, background }) => {
+      const { tables } = manifest;
+      if (!tables || settings.graph === 'reference') return;
+      const preload = rowChecksums.then(
+        () => hierarchy.preloadHotSet({ version, tables, origin: reader.ranges(version), background }),
+        () => {}, // the load fails with it, and says why
+      );
+      background?.(preload);
+    },
     now: clock,
   });
   const counters = new GenerationCounters();
