@@ -84,9 +84,9 @@ export class Context {
     return this.tokenizer;
   }
 
-  /** A passage of the held-out validation text, about `tokens` tokens long, as the prompt. */
-  async prompt(tokens: number): Promise<string> {
-    const tok = await this.demoTokenizer();
+  /** A passage of the held-out validation text, `tokens` tokens long in `tokenizer` (the demo model's by default), as the prompt. */
+  async prompt(tokens: number, tokenizer?: TextTokenizer): Promise<string> {
+    const tok = tokenizer ?? (await this.demoTokenizer());
     const text = readFileSync(join(ROOT, 'training', 'data', 'valid.txt'), 'utf8').slice(20_000, 40_000);
     const start = text.indexOf('. ') + 2;
     const ids = tok.encode(text.slice(start, start + tokens * 8)).slice(0, tokens);

@@ -3,8 +3,8 @@
  * report.ts, which renders the other suites, so the two can change independently.
  */
 import { ISOLATE_LIMIT_BYTES, jsBytes, type LargestInstance, type LargestResult } from '../suites/largest.ts';
-import { fmt } from './stats.ts';
-import type { LargeShape } from './bundles.ts';
+import { fmt, markdownTable, mibOrNa } from './stats.ts';
+import { contextRows, kvBytesPerToken, longestContext } from './largest-context-report.ts';
 
 interface StoredLargest {
   meta: { command: string; date: string; quick: boolean; seconds: number; env: { loadStart: number[]; loadEnd?: number[]; cores: number } };
@@ -13,13 +13,12 @@ interface StoredLargest {
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
-const mib = (b: number) => (Number.isFinite(b) ? (b / MiB).toFixed(1) : 'n/a');
+const mib = mibOrNa;
 const gib = (b: number) => (Number.isFinite(b) ? (b / GiB).toFixed(2) : 'n/a');
 const millions = (n: number) => `${(n / 1e6).toFixed(1)}M`;
 const num = (x: number | undefined | null, digits?: number) =>
   x !== undefined && x !== null && Number.isFinite(x) ? fmt(x, digits) : 'n/a';
-const table = (head: string[], rows: (string | number)[][]) =>
-  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const table = markdownTable;
 
 /** What the isolate holds after a full GC: V8 heap used + ArrayBuffers + wasm memory. */
 export const afterGc = (i: LargestInstance) => jsBytes(i.heapAfter) + i.wasmAfter;
@@ -57,6 +56,7 @@ function modelRows(instances: LargestInstance[]): string {
     `${millions(i.computeParams)} (${millions(i.embeddingParams)})`,
     `${mib(i.graphBytes)} ${servedFormat(i.servedGraph)}`,
     `${gib(i.tableBytes)} (${num(i.tableBytes / i.graphBytes, 0)}×)`,
+    num(i.promptTokensServed, 0),
     mib(jsBytes(i.heapAfter)),
     mib(i.wasmAfter),
     `**${mib(afterGc(i))}**`,
@@ -79,6 +79,7 @@ function modelRows(instances: LargestInstance[]): string {
       'compute params (embedding)',
       'graph MiB served',
       'tables GiB at origin (× graph)',
+      'prompt tokens served',
       'V8 heap + ArrayBuffers MiB after GC',
       'wasm memory MiB',
       'isolate MiB after GC (sum)',
@@ -135,11 +136,13 @@ function largestPerDtype(r: LargestResult): string {
     const fitting = all.filter(fits).sort((a, b) => b.computeParams - a.computeParams);
     const best = fitting[0];
     const smallestOver = all.filter((i) => !fits(i)).sort((a, b) => a.computeParams - b.computeParams)[0];
+    // Of equal compute paths, the one that stays within the limit to the longest context.
     const afterGcBest = all
       .filter((i) => !i.error && afterGc(i) <= ISOLATE_LIMIT_BYTES)
-      .sort((a, b) => b.computeParams - a.computeParams)[0];
+      .sort((a, b) => b.computeParams - a.computeParams || (longestContext(r, b) ?? 0) - (longestContext(r, a) ?? 0))[0];
+    const context = afterGcBest && longestContext(r, afterGcBest);
     const byAfterGc = afterGcBest
-      ? `${afterGcBest.label}: ${millions(afterGcBest.computeParams)}, ${mib(afterGc(afterGcBest))} MiB`
+      ? `${afterGcBest.label}: ${millions(afterGcBest.computeParams)}, ${mib(afterGc(afterGcBest))} MiB${context ? ` (within 128 MiB to a context of ${context} tokens, "A longer context")` : ''}`
       : 'none';
     if (!best)
       return [
@@ -297,7 +300,7 @@ function blockers(r: LargestResult): string {
   const ladder = [...new Set(r.instances.filter((i) => !i.error && i.wasmAfter).map((i) => mib(i.wasmAfter)))].sort(
     (a, b) => Number(a) - Number(b),
   );
-  const kvPerToken = (shape: LargeShape) => shape.layers * 2 * shape.kvHeads * shape.headDim * 4;
+  const kvPerToken = kvBytesPerToken;
   const widest = [...r.instances].filter((i) => !i.error).sort((a, b) => kvPerToken(b.shape) - kvPerToken(a.shape))[0];
   return `What stands in the way, from the measurements above:
 
@@ -316,9 +319,9 @@ function blockers(r: LargestResult): string {
   (cli/build-bundle.ts says so of build-time optimization).
 - **The embedding/LM head is part of the compute path**: vocab × d values, ${millions(32768 * 768)} at d 768 and ${millions(32768 * 1024)} at d 1024 with a
   32,768 vocabulary, before any layer.
-- **The V8 heap holds ${mib(js)} MiB** after GC (median) with no row cache: mostly the tokenizer of a 32,768 vocabulary, then the KV
-  cache, which grows with the context: ${widest ? `${(kvPerToken(widest.shape) / 1024).toFixed(0)} KiB per token for ${widest.label}` : 'n/a'}, in JS and again in the wasm heap while a
-  step runs. The graph's bytes are referenced while the session is created (the "sampled during cold load" column).
+- **The V8 heap holds ${mib(js)} MiB** after GC (median), no request in flight: mostly the tokenizer of a 32,768 vocabulary. A request
+  adds its KV cache, which grows with the context (${widest ? `${(kvPerToken(widest.shape) / 1024).toFixed(0)} KiB per token for ${widest.label}` : 'n/a'}): in JS, and twice in the
+  wasm heap while a run lasts ("A longer context"). The graph's bytes are referenced while the session is created (the "sampled during cold load" column).
 `;
 }
 
@@ -354,7 +357,11 @@ referenced while the session is created; the isolate answers only between tasks,
 limit counted here. **workerd does not enforce it locally** (it has no isolate limit enforcer, cloudflare/workerd#49, and the models
 marked "over" below were served without error): an "over" model would be killed in production.
 
-Decode ms/token = (finish of a ${r.maxTokens}-token stream − finish of a 1-token stream) / ${r.maxTokens - 1}, ${r.rounds} round(s), ${r.promptTokens}-token prompt, on ${m.env.cores}
+Decode ms/token = (finish of a ${r.maxTokens}-token stream − finish of a 1-token stream) / ${r.maxTokens - 1}, ${r.rounds} round(s), a ${r.promptTokens}-token prompt in each model's tokenizer${
+    r.instances.some((i) => !i.error && !i.promptTokensServed)
+      ? " (rows without 'prompt tokens served' were measured before the prompt was cut per tokenizer: the demo model's 32 tokens, 64 of these models')"
+      : ''
+  }, on ${m.env.cores}
 cores shared with other work (1-min load average ${m.env.loadStart[0]} at the start, ${m.env.loadEnd?.[0] ?? 'n/a'} at the end). Cold TTFT = a 1-token completion on the fresh isolate
 (after one \`/health\`), client-timed.
 
@@ -381,6 +388,9 @@ frees the copy). One 32-token prefill in one run, then 4 decode steps. Rows with
 ${r.ortMemory?.length ? ortRows(r) : '_Not measured (`npx tsx bench/lib/ort-memory.ts --ort`, then `--merge`, adds it)._'}
 
 ${blockers(r)}
+### A longer context
+
+${contextRows(r)}
 
 ### Where the line falls: smaller shapes
 

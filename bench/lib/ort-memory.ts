@@ -44,7 +44,16 @@ export interface OrtMemory {
   afterPrefill: number;
   afterSteps: number;
   createMs: number;
+  /**
+   * Served only: the wasm memory as one sequence grows, fed in runs of CONTEXT_RUN tokens (as
+   * MAX_RUN_TOKENS runs a prompt), at each of CONTEXTS tokens. A run holds the sequence's KV cache
+   * twice in the wasm heap (its past copied in, its present copied out), and the heap keeps its peak.
+   */
+  byContext?: { tokens: number; wasm: number }[];
 }
+
+const CONTEXTS = [64, 128, 256, 512];
+const CONTEXT_RUN = 8;
 
 /** Measures one bundle folder (or a JSON {shape, computeDtype}) under one option set, in a child process. */
 export function ortMemory(bundleDir: string, options: OrtOptionSet): Promise<OrtMemory> {
@@ -141,8 +150,23 @@ async function measure(source: string, options: OrtOptionSet): Promise<OrtMemory
   await runSteps(decoder, { ids, prefill: 32, steps: 0 });
   const afterPrefill = wasm();
   await runSteps(decoder, { ids, prefill: 1, steps: 4 });
+  const afterSteps = wasm();
   const graphBytes = graph.graph.byteLength + (graph.weights?.data.byteLength ?? 0);
-  return { options, graphBytes, afterCreate, afterPrefill, afterSteps: wasm(), createMs };
+  const byContext = options === 'served' ? await contextSweep(decoder, wasm) : undefined;
+  return { options, graphBytes, afterCreate, afterPrefill, afterSteps, createMs, byContext };
+}
+
+async function contextSweep(decoder: Decoder, wasm: () => number): Promise<{ tokens: number; wasm: number }[]> {
+  const state = decoder.start();
+  const V = decoder.config.vocab_size;
+  const points: { tokens: number; wasm: number }[] = [];
+  for (let length = 0; length < CONTEXTS.at(-1)!; length += CONTEXT_RUN) {
+    const ids = Array.from({ length: CONTEXT_RUN }, (_, i) => ((length + i) * 7919) % V);
+    await decoder.step(state, ids, 'last');
+    if (CONTEXTS.includes(length + CONTEXT_RUN)) points.push({ tokens: length + CONTEXT_RUN, wasm: wasm() });
+  }
+  decoder.finish(state);
+  return points;
 }
 
 export interface OrtMemoryEntry {

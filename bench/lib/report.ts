@@ -14,7 +14,7 @@ import { renderLargest } from './largest-report.ts';
 import { CONFIG_LABELS, RUNTIME_LABELS, SAMPLE_REFERENCE_131072, type StepsResult } from '../suites/steps.ts';
 import type { TtftResult } from '../suites/ttft.ts';
 import type { RunEnv } from './env.ts';
-import { fmt, kb, mb } from './stats.ts';
+import { fmt, kb, markdownTable, mb } from './stats.ts';
 import { barChart, compose, lineChart, placeholder, type Panel } from './svg.ts';
 
 export interface Meta {
@@ -59,8 +59,7 @@ const ms = (x: number) => (Number.isFinite(x) ? `${fmt(x)} ms` : 'n/a');
 const iqr = (s: { median: number; p25: number; p75: number }) => `${fmt(s.median)} (${fmt(s.p25)}–${fmt(s.p75)})`;
 const x = (r: number) =>
   Number.isFinite(r) ? `${Math.abs(r) >= 100 ? r.toFixed(0) : Math.abs(r) >= 10 ? r.toFixed(1) : r.toFixed(2)}×` : 'n/a';
-const table = (head: string[], rows: (string | number)[][]) =>
-  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const table = markdownTable;
 const heapMb = (h: { usedSize: number; backingStorageSize: number } | null | undefined) =>
   h ? mb(h.usedSize + h.backingStorageSize) : 'n/a';
 
@@ -617,7 +616,8 @@ ${reproduce(H.meta, 'hotset')}
       read: 'read pointer, manifest, the served graph and its weights, tokenizer.json (local R2)',
       hash: 'sha256 of graph + tokenizer',
       tokenizer: 'parse the tokenizer',
-      runtime: 'onnxruntime start: wasm instantiation, runtime init, a one-node session created and run (edge worker: at module scope)',
+      runtime:
+        "onnxruntime start: wasm instantiation, runtime init, a one-node session created and run (edge worker: inside its kernels' warm-up, at module scope)",
       kernels:
         "the kernels' warm-up: a one-layer model of the same architecture (served as bundles are, its weights beside it) created, a prefill and a decode step run (edge worker: at module scope)",
       session: "first `InferenceSession.create` of the served graph (sessionOptionsFor), after the runtime start and the kernels' warm-up",
@@ -904,7 +904,7 @@ function findings(all: AllResults): string {
     const phase = (k: string) => t.phases[k]?.median ?? NaN;
     const met = s0.ttftCold.median <= 300;
     out.push(
-      `- **A cold isolate's first token: ${ms(s0.ttftCold.median)} on a new instance (origin 0 ms); goal of issue 13: within 300 ms, ${met ? 'met' : 'missed'}.** Of it, ${ms(s0.bundleLoad.median)} until the response headers (bundle load) and ${ms(s0.prefillCold.median)} from the role chunk to the first token (rows wave + prefill). The bench worker splits the load: onnxruntime's start takes ${ms(phase('runtime'))} (the edge worker runs it at module scope: here it falls in the instance's start, not in the first request; in production in the isolate's start, which the first request may itself cause), the first \`InferenceSession.create\` of the served graph after it ${ms(phase('session'))} against ${ms(phase('session2'))} for a second one, the first 32-token prefill ${ms(phase('prefill'))} against ${ms(phase('prefill2'))} for the same again, reading every bundle object ${ms(phase('read'))} and hashing them ${ms(phase('hash'))}.${coldStartVariants(t)}${met ? '' : ` What stands in the way is the session create itself (${ms(phase('session2'))} even for a second one; most of it onnxruntime's allocation planner, superlinear in the graph's node count, docs/architecture.md "Cold start") and the first request's rows wave (${ms(s0.memoryWaitCold.median)}: the 8 MiB hot set is read after the session, not beside it).`}`,
+      `- **A cold isolate's first token: ${ms(s0.ttftCold.median)} on a new instance (origin 0 ms); goal of issue 13: within 300 ms, ${met ? 'met' : 'missed'}.** Of it, ${ms(s0.bundleLoad.median)} until the response headers (bundle load) and ${ms(s0.prefillCold.median)} from the role chunk to the first token (rows wave + prefill). The bench worker splits the load: onnxruntime's start takes ${ms(phase('runtime'))} (the edge worker runs it at module scope: here it falls in the instance's start, not in the first request; in production in the isolate's start, which the first request may itself cause), the first \`InferenceSession.create\` of the served graph after it ${ms(phase('session'))} against ${ms(phase('session2'))} for a second one, the first 32-token prefill ${ms(phase('prefill'))} against ${ms(phase('prefill2'))} for the same again, reading every bundle object ${ms(phase('read'))} and hashing them ${ms(phase('hash'))}.${coldStartVariants(t)}${met ? '' : ` What stands in the way is the session create itself (${ms(phase('session2'))} even for a second one; most of it onnxruntime's allocation planner, superlinear in the graph's node count, docs/architecture.md "Cold start") and the first request's rows wave (${ms(s0.memoryWaitCold.median)}; the 8 MiB hot set is read from the moment the manifest is known, beside the session create, docs/architecture.md "Cold start").`}`,
     );
   }
   if (h) {

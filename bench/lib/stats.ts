@@ -38,6 +38,12 @@ export function fmt(x: number, digits?: number): string {
 }
 
 export const mb = (bytes: number) => (bytes / (1 << 20)).toFixed(1);
+/** Mebibytes with one decimal, or n/a for a value not measured. */
+export const mibOrNa = (bytes: number) => (Number.isFinite(bytes) ? mb(bytes) : 'n/a');
+
+/** A Markdown table. */
+export const markdownTable = (head: string[], rows: (string | number)[][]) =>
+  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 export const kb = (bytes: number) => (bytes / 1024).toFixed(1);
 
 /** A deterministic shuffle (interleaving order per round). */
