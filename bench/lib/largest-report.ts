@@ -311,8 +311,8 @@ function blockers(r: LargestResult): string {
 - **The wasm memory grows in steps of about 20%** (emscripten's geometric growth), so what a model holds after GC lands on a ladder:
   ${ladder.join(', ')} MiB here. A model whose run needs a little more than one step holds the whole next one.
 - **int8/int4: \`MatMulNBits\` dequantizes its whole weight to f32 on every run in this wasm build**, and the heap keeps the largest
-  such buffer. A quantized LM head therefore runs in slices of at most 4,096 rows and 8 MiB of f32 (\`headSliceRows\`,
-  src/model/compute-weights.ts; 2,048 rows at d 768 and 1,024), and the embedding gathers from the same slices, so the table is stored
+  such buffer. A quantized LM head therefore runs in slices of at most 4,096 rows and 4 MiB of f32 (\`headSliceRows\`,
+  src/model/compute-weights.ts; 2,048 rows at d 512, 1,024 at d 768 and 1,024), and the embedding gathers from the same slices, so the table is stored
   once. In graphs measured before the head was split, the first run grew the wasm memory by ${head.length ? head.join(', ') : 'n/a'} MiB (vocab × d × 4
   bytes: the whole head as f32). A full dequantization per run is also consistent with int8/int4 decoding slower than f32 here.
 - **f16 is f32 at load**: f16 holds as much wasm memory as f32, as expected if each weight's \`Cast\` is folded into an f32 copy

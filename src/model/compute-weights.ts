@@ -21,12 +21,13 @@ export type QuantizedDtype = Exclude<ComputeDtype, 'f32'>;
  * Vocabulary rows per MatMulNBits of a quantized LM head of width d. onnxruntime-web's WASM kernel
  * has no 4- or 8-bit GEMM: each run dequantizes the whole weight into an f32 scratch buffer, and a
  * wasm memory never shrinks, so one head of V rows would hold V × d × 4 bytes of the isolate for
- * good (docs/BENCHMARKS.md §4b). Slices bound that buffer: at most 4,096 rows and 8 MiB (a power of
- * two of rows: 2,048 at d 768 and 1,024), which kept a 103M-parameter int4 model's wasm heap one
- * growth step lower (docs/architecture.md "Large models in 128 MB").
+ * good (docs/BENCHMARKS.md §4b). Slices bound that buffer: at most 4,096 rows and 4 MiB (a power of
+ * two of rows: 2,048 at d 512, 1,024 at d 768 and 1,024). With 8 MiB a 102.8M-parameter int4 model's
+ * wasm heap took the next growth step (20 MiB) at a context of 256 tokens; with 4 MiB it did not
+ * (docs/architecture.md "Large models in 128 MB").
  */
 export function headSliceRows(d: number): number {
-  return Math.min(4096, 2 ** Math.floor(Math.log2((8 << 20) / (4 * d))));
+  return Math.min(4096, 2 ** Math.floor(Math.log2((4 << 20) / (4 * d))));
 }
 
 interface Packed {
