@@ -15,6 +15,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { withoutOutputIdentities } from './output-identities.ts';
 
 /** The name the optimized graph gives its external data, and so the path of that object in a bundle. */
 export const WEIGHTS_PATH = 'compute.weights';
@@ -38,7 +39,10 @@ export async function optimizeGraph(graph: Uint8Array): Promise<OptimizedGraph> 
       extra: { session: { optimized_model_external_initializers_file_name: WEIGHTS_PATH } },
     });
     await session.release();
-    return { graph: new Uint8Array(readFileSync(output)), weights: new Uint8Array(readFileSync(join(dir, WEIGHTS_PATH))) };
+    return {
+      graph: withoutOutputIdentities(new Uint8Array(readFileSync(output))),
+      weights: new Uint8Array(readFileSync(join(dir, WEIGHTS_PATH))),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

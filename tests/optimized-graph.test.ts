@@ -123,6 +123,19 @@ describe('a bundle built with the optimized graph', () => {
     expect(plain.version).not.toBe(manifest.version);
   });
 
+  it('writes its outputs from the nodes that make them: no Identity copies one, where compute.onnx has one per output', () => {
+    const outputCopies = (bytes: Uint8Array) => {
+      const graph = onnxProto.onnx.ModelProto.decode(bytes).graph!;
+      const outputs = new Set(graph.output!.map((o) => o.name));
+      return graph.node!.filter((n) => n.opType === 'Identity' && outputs.has(n.output![0])).length;
+    };
+    const optimized = new Uint8Array(readFileSync(join(path, manifest.objects.computeOptimized!.path)));
+    const built = new Uint8Array(readFileSync(join(path, manifest.objects.compute.path)));
+    expect(outputCopies(optimized)).toBe(0);
+    // The present KV of every layer, at least: the copies the optimized graph no longer makes.
+    expect(outputCopies(built)).toBeGreaterThanOrEqual(2 * manifest.config.num_hidden_layers);
+  });
+
   it('optimizes to the same bytes every time', async () => {
     const graph = new Uint8Array(readFileSync(join(path, manifest.objects.compute.path)));
     const hashes = new Set<string>([`${manifest.objects.computeOptimized!.sha256} ${manifest.objects.computeWeights!.sha256}`]);

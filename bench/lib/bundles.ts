@@ -33,7 +33,13 @@ function hashFiles(paths: string[]): string {
 /** The source files a bundle's bytes depend on. */
 function builderSources(): string[] {
   const dirs = ['src/model', 'src/onnx', 'src/bundle', 'src/tensor', 'src/tokenizer'];
-  const files: string[] = ['cli/build-bundle.ts', 'cli/checkpoint.ts', 'cli/random-checkpoint.ts', 'cli/optimize-graph.ts']
+  const files: string[] = [
+    'cli/build-bundle.ts',
+    'cli/checkpoint.ts',
+    'cli/random-checkpoint.ts',
+    'cli/optimize-graph.ts',
+    'cli/output-identities.ts',
+  ]
     .map((f) => join(ROOT, f))
     .filter((f) => existsSync(f));
   for (const dir of dirs) {
@@ -219,7 +225,13 @@ export function largeVariant(shape: LargeShape, computeDtype: ComputeDtype, tabl
   // is rebuilt when the served graph's inputs and outputs (graph-io.ts), the quantized weights or
   // the build-time optimization change.
   const graphCode = hashFiles(
-    ['src/model/graph-io.ts', 'src/model/quantize.ts', 'src/model/compute-weights.ts', 'cli/optimize-graph.ts'].map((f) => join(ROOT, f)),
+    [
+      'src/model/graph-io.ts',
+      'src/model/quantize.ts',
+      'src/model/compute-weights.ts',
+      'cli/optimize-graph.ts',
+      'cli/output-identities.ts',
+    ].map((f) => join(ROOT, f)),
   );
   const inputs = JSON.stringify({ shape, computeDtype, tables: tables.manifest.version, graphCode });
   return cached(name, inputs, async (dir) => {

@@ -1,0 +1,100 @@
+/**
+ * Paired A/B of one 16-row decode step of the demo model in onnxruntime-web's WASM (one thread):
+ * the graph optimized at build time as onnxruntime-node writes it, whose outputs are copied
+ * through `Identity` nodes, against the same graph without them (cli/output-identities.ts, what
+ * `flexmem build` serves). Rounds alternate A and B; prints the medians, the median paired ratio
+ * and the largest logit difference (docs/architecture.md "Continuous batching").
+ *
+ *   npx tsx bench/lib/batch-output-copies.ts [--positions 64] [--rounds 40]
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ortNode from 'onnxruntime-node';
+import * as ort from 'onnxruntime-web/wasm';
+import { withoutOutputIdentities } from '../../cli/output-identities.ts';
+import { rowWidth } from '../../src/model/config.ts';
+import { GRAPH_IO } from '../../src/model/graph-io.ts';
+import { demoBundle } from './bundles.ts';
+import { median } from './stats.ts';
+
+ort.env.wasm.numThreads = 1;
+ort.env.wasm.proxy = false;
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const POSITIONS = arg('positions', 64);
+const ROUNDS = arg('rounds', 40);
+const ROWS = 16;
+const WEIGHTS = 'weights';
+
+/** The demo's compute.onnx optimized as cli/optimize-graph.ts does, before its output Identities are dropped. */
+async function optimizedWithCopies(onnx: Uint8Array): Promise<{ graph: Uint8Array; weights: Uint8Array }> {
+  const dir = mkdtempSync(join(tmpdir(), 'flexmem-copies-'));
+  try {
+    writeFileSync(join(dir, 'graph.onnx'), onnx);
+    const session = await ortNode.InferenceSession.create(join(dir, 'graph.onnx'), {
+      graphOptimizationLevel: 'extended',
+      optimizedModelFilePath: join(dir, 'optimized.onnx'),
+      extra: { session: { optimized_model_external_initializers_file_name: WEIGHTS } },
+    });
+    await session.release();
+    return { graph: new Uint8Array(readFileSync(join(dir, 'optimized.onnx'))), weights: new Uint8Array(readFileSync(join(dir, WEIGHTS))) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const demo = await demoBundle('flex');
+const config = demo.manifest.config;
+const { graph, weights } = await optimizedWithCopies(new Uint8Array(readFileSync(join(demo.dir, demo.manifest.objects.compute.path))));
+const options = { graphOptimizationLevel: 'disabled' as const, externalData: [{ path: WEIGHTS, data: weights }] };
+const withCopies = await ort.InferenceSession.create(graph, options);
+const withoutCopies = await ort.InferenceSession.create(withoutOutputIdentities(graph), options);
+
+const feeds: Record<string, ort.Tensor> = {};
+const { num_key_value_heads: KV, head_dim: hd } = config;
+for (let l = 0; l < config.num_hidden_layers; l++)
+  for (const name of [GRAPH_IO.pastKey(l), GRAPH_IO.pastValue(l)])
+    feeds[name] = new ort.Tensor('float32', new Float32Array(ROWS * KV * POSITIONS * hd).fill(0.01), [ROWS, KV, POSITIONS, hd]);
+feeds[GRAPH_IO.inputIds] = new ort.Tensor('int64', new BigInt64Array(ROWS).fill(5n), [ROWS, 1]);
+feeds[GRAPH_IO.positionIds] = new ort.Tensor('int64', new BigInt64Array(ROWS).fill(BigInt(POSITIONS)), [ROWS, 1]);
+feeds[GRAPH_IO.attentionMask] = new ort.Tensor('int64', new BigInt64Array(ROWS * (POSITIONS + 1)).fill(1n), [ROWS, POSITIONS + 1]);
+if (withCopies.inputNames.includes(GRAPH_IO.memoryRows))
+  feeds[GRAPH_IO.memoryRows] = new ort.Tensor('float32', new Float32Array(ROWS * rowWidth(config)), [ROWS, 1, rowWidth(config)]);
+if (withCopies.inputNames.includes(GRAPH_IO.logitsFrom)) feeds[GRAPH_IO.logitsFrom] = new ort.Tensor('int64', BigInt64Array.of(0n), []);
+
+async function step(session: ort.InferenceSession): Promise<{ ms: number; logits: Float32Array }> {
+  const started = performance.now();
+  const out = await session.run(feeds);
+  return { ms: performance.now() - started, logits: out[GRAPH_IO.logits].data as Float32Array };
+}
+
+for (let i = 0; i < 5; i++) {
+  await step(withCopies);
+  await step(withoutCopies);
+}
+const a: number[] = [];
+const b: number[] = [];
+let maxLogitDiff = 0;
+for (let i = 0; i < ROUNDS; i++) {
+  // Which goes first alternates, so neither always runs on a cache the other warmed.
+  const first = await step(i % 2 ? withoutCopies : withCopies);
+  const second = await step(i % 2 ? withCopies : withoutCopies);
+  const [ra, rb] = i % 2 ? [second, first] : [first, second];
+  a.push(ra.ms);
+  b.push(rb.ms);
+  for (let k = 0; k < ra.logits.length; k++) maxLogitDiff = Math.max(maxLogitDiff, Math.abs(ra.logits[k] - rb.logits[k]));
+}
+console.log(
+  JSON.stringify({
+    rows: ROWS,
+    positions: POSITIONS,
+    withCopiesMs: median(a),
+    withoutCopiesMs: median(b),
+    pairedRatio: median(a.map((x, i) => b[i] / x)),
+    maxLogitDiff,
+  }),
+);
