@@ -14,6 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { streamCompletion, requestJson } from '../bench/lib/client.ts';
 import { Context } from '../bench/lib/context.ts';
 import { IsolateInspector } from '../bench/lib/inspector.ts';
+import { scriptArgs } from '../bench/lib/script-args.ts';
 import { launchWorker, seedR2 } from '../bench/lib/worker.ts';
 
 interface ProfileNode {
@@ -29,14 +30,10 @@ interface Profile {
   endTime: number;
 }
 
-const args = process.argv.slice(2);
-const option = (name: string): string | undefined => {
-  const i = args.indexOf(`--${name}`);
-  return i < 0 ? undefined : args.splice(i, 2)[1];
-};
-const top = Number(option('top') ?? 25);
-const save = option('save');
-const [scriptDir] = args;
+const args = scriptArgs({ top: '25', save: undefined });
+const top = args.number('top');
+const save = args.optional('save');
+const [scriptDir] = args.positionals;
 if (!scriptDir) throw new Error('usage: cold-cpu-profile.ts <script dir> [--top N] [--save file]');
 
 const ctx = new Context({ quick: false, verbose: false });

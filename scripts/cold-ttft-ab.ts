@@ -24,18 +24,15 @@ import { fmt, pairedRatio, shuffled, summarize } from '../bench/lib/stats.ts';
 import { cpuSpent, threadCpu } from '../bench/lib/thread-cpu.ts';
 import { WORK } from '../bench/lib/paths.ts';
 import { startS3 } from '../bench/lib/s3.ts';
+import { scriptArgs } from '../bench/lib/script-args.ts';
 import { launchWorker, publish, seedR2 } from '../bench/lib/worker.ts';
 
-const args = process.argv.slice(2);
-const option = (name: string, fallback: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i < 0 ? fallback : args.splice(i, 2)[1];
-};
-const reps = Number(option('reps', '6'));
-const latencyMs = Number(option('latency', '0'));
-const originName = option('origin', 'r2');
+const args = scriptArgs({ reps: '6', latency: '0', origin: 'r2' });
+const reps = args.number('reps');
+const latencyMs = args.number('latency');
+const originName = args.string('origin');
 if (originName !== 'r2' && originName !== 's3') throw new Error(`--origin r2 or s3, got ${originName}`);
-const builds = args.map((arg) => {
+const builds = args.positionals.map((arg) => {
   const eq = arg.indexOf('=');
   if (eq < 1) throw new Error(`expected <name>=<script dir>, got ${arg}`);
   return { name: arg.slice(0, eq), dir: arg.slice(eq + 1) };

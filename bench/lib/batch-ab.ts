@@ -24,17 +24,14 @@ import { sessionOptionsFor } from '../../src/serving/session-options.ts';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { demoBundle } from './bundles.ts';
 import { ROOT, WORK } from './paths.ts';
+import { scriptArgs } from './script-args.ts';
 
 ortWeb.env.wasm.numThreads = 1;
 ortWeb.env.wasm.proxy = false;
 const Tensor = ortWeb.Tensor as unknown as TensorConstructor;
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return Number(i >= 0 ? args[i + 1] : fallback);
-};
-const ROUNDS = arg('rounds', '5');
-const STAGGER_MS = arg('stagger', '15');
+const args = scriptArgs({ rounds: '5', stagger: '15' });
+const ROUNDS = args.number('rounds');
+const STAGGER_MS = args.number('stagger');
 const STREAMS = 16;
 
 type Batcher = Pick<StepBatcher, 'stats'>;

@@ -14,14 +14,11 @@ import { logitsFromFeed } from '../../src/engine/logits-from.ts';
 import { GRAPH_IO } from '../../src/model/graph-io.ts';
 import { demoBundle } from './bundles.ts';
 import { WORK } from './paths.ts';
+import { scriptArgs } from './script-args.ts';
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return Number(i >= 0 ? args[i + 1] : fallback);
-};
-const PAST = arg('past', '96');
-const RUNS = arg('runs', '30');
+const args = scriptArgs({ past: '96', runs: '30' });
+const PAST = args.number('past');
+const RUNS = args.number('runs');
 
 const demo = await demoBundle('flex', 'f16');
 const { config } = demo.manifest;

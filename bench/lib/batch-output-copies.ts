@@ -16,17 +16,14 @@ import { withoutOutputIdentities } from '../../cli/output-identities.ts';
 import { rowWidth } from '../../src/model/config.ts';
 import { GRAPH_IO } from '../../src/model/graph-io.ts';
 import { demoBundle } from './bundles.ts';
+import { scriptArgs } from './script-args.ts';
 import { median } from './stats.ts';
 
 ort.env.wasm.numThreads = 1;
 ort.env.wasm.proxy = false;
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const POSITIONS = arg('positions', 64);
-const ROUNDS = arg('rounds', 40);
+const args = scriptArgs({ positions: '64', rounds: '40' });
+const POSITIONS = args.number('positions');
+const ROUNDS = args.number('rounds');
 const ROWS = 16;
 const WEIGHTS = 'weights';
 

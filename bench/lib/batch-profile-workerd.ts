@@ -11,16 +11,13 @@ import { join } from 'node:path';
 import { readServedGraph } from '../../cli/local-bundle.ts';
 import { demoBundle } from './bundles.ts';
 import { ROOT, WORK } from './paths.ts';
+import { scriptArgs } from './script-args.ts';
 import { buildWorkerScript, launchWorker } from './worker.ts';
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : Number(fallback);
-};
-const REPS = arg('reps', '7');
-const S0 = arg('s0', '64');
-const STEPS = arg('steps', '64');
+const args = scriptArgs({ reps: '7', s0: '64', steps: '64' });
+const REPS = args.number('reps');
+const S0 = args.number('s0');
+const STEPS = args.number('steps');
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;

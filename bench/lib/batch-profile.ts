@@ -34,18 +34,15 @@ import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { Random } from '../../src/util/random.ts';
 import { demoBundle } from './bundles.ts';
 import { ROOT } from './paths.ts';
+import { scriptArgs } from './script-args.ts';
 
 ortWeb.env.wasm.numThreads = 1;
 ortWeb.env.wasm.proxy = false;
 const Tensor = ortWeb.Tensor as unknown as TensorConstructor;
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const REPS = Number(arg('reps', '15'));
-const LENGTHS = arg('lengths', '64,96,128').split(',').map(Number);
+const args = scriptArgs({ reps: '15', lengths: '64,96,128' });
+const REPS = args.number('reps');
+const LENGTHS = args.string('lengths').split(',').map(Number);
 const B = 16;
 
 const median = (xs: number[]) => {
