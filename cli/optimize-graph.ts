@@ -28,6 +28,12 @@ export interface OptimizedGraph {
 }
 
 export async function optimizeGraph(graph: Uint8Array): Promise<OptimizedGraph> {
+  const optimized = await onnxruntimeOptimized(graph);
+  return { ...optimized, graph: withoutOutputIdentities(optimized.graph) };
+}
+
+/** The graph as onnxruntime-node's optimizer writes it, its outputs still copied through Identities (bench/lib/batch-output-copies.ts). */
+export async function onnxruntimeOptimized(graph: Uint8Array): Promise<OptimizedGraph> {
   const dir = mkdtempSync(join(tmpdir(), 'flexmem-optimize-'));
   try {
     const input = join(dir, 'graph.onnx');
@@ -39,10 +45,7 @@ export async function optimizeGraph(graph: Uint8Array): Promise<OptimizedGraph> 
       extra: { session: { optimized_model_external_initializers_file_name: WEIGHTS_PATH } },
     });
     await session.release();
-    return {
-      graph: withoutOutputIdentities(new Uint8Array(readFileSync(output))),
-      weights: new Uint8Array(readFileSync(join(dir, WEIGHTS_PATH))),
-    };
+    return { graph: new Uint8Array(readFileSync(output)), weights: new Uint8Array(readFileSync(join(dir, WEIGHTS_PATH))) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

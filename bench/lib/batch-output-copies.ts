@@ -7,11 +7,10 @@
  *
  *   npx tsx bench/lib/batch-output-copies.ts [--positions 64] [--rounds 40]
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ortNode from 'onnxruntime-node';
 import * as ort from 'onnxruntime-web/wasm';
+import { onnxruntimeOptimized, WEIGHTS_PATH } from '../../cli/optimize-graph.ts';
 import { withoutOutputIdentities } from '../../cli/output-identities.ts';
 import { rowWidth } from '../../src/model/config.ts';
 import { GRAPH_IO } from '../../src/model/graph-io.ts';
@@ -25,29 +24,11 @@ const args = scriptArgs({ positions: '64', rounds: '40' });
 const POSITIONS = args.number('positions');
 const ROUNDS = args.number('rounds');
 const ROWS = 16;
-const WEIGHTS = 'weights';
-
-/** The demo's compute.onnx optimized as cli/optimize-graph.ts does, before its output Identities are dropped. */
-async function optimizedWithCopies(onnx: Uint8Array): Promise<{ graph: Uint8Array; weights: Uint8Array }> {
-  const dir = mkdtempSync(join(tmpdir(), 'flexmem-copies-'));
-  try {
-    writeFileSync(join(dir, 'graph.onnx'), onnx);
-    const session = await ortNode.InferenceSession.create(join(dir, 'graph.onnx'), {
-      graphOptimizationLevel: 'extended',
-      optimizedModelFilePath: join(dir, 'optimized.onnx'),
-      extra: { session: { optimized_model_external_initializers_file_name: WEIGHTS } },
-    });
-    await session.release();
-    return { graph: new Uint8Array(readFileSync(join(dir, 'optimized.onnx'))), weights: new Uint8Array(readFileSync(join(dir, WEIGHTS))) };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 const demo = await demoBundle('flex');
 const config = demo.manifest.config;
-const { graph, weights } = await optimizedWithCopies(new Uint8Array(readFileSync(join(demo.dir, demo.manifest.objects.compute.path))));
-const options = { graphOptimizationLevel: 'disabled' as const, externalData: [{ path: WEIGHTS, data: weights }] };
+const { graph, weights } = await onnxruntimeOptimized(new Uint8Array(readFileSync(join(demo.dir, demo.manifest.objects.compute.path))));
+const options = { graphOptimizationLevel: 'disabled' as const, externalData: [{ path: WEIGHTS_PATH, data: weights }] };
 const withCopies = await ort.InferenceSession.create(graph, options);
 const withoutCopies = await ort.InferenceSession.create(withoutOutputIdentities(graph), options);
 
