@@ -119,8 +119,6 @@ export class MemoryHierarchy {
   private readonly hotLoads = new Map<string, Promise<void>>();
   /** Hot-set loads still in flight, with the number of rows they bring. */
   private readonly pendingHot = new Map<string, number>();
-  /** Hot-set reads still at the origin, by version. */
-  private readonly hotReads = new Map<string, Promise<Uint8Array>>();
 
   constructor(
     private readonly pageCaches: PageCache[],
@@ -143,10 +141,10 @@ export class MemoryHierarchy {
       background: request.background ?? (() => {}),
     };
     const tableVersion = tableVersionOf(version, tables);
-    const hotRead = this.hotReads.get(tableVersion);
-    // A hot-set read a bundle load started is one of this request's reads in flight too, so its
-    // first wave is planned around it as around one it started itself.
-    if (hotRead) void io.reads.run(() => hotRead.catch(() => {}));
+    const hotLoad = this.pendingHot.has(tableVersion) ? this.hotLoads.get(tableVersion) : undefined;
+    // A hot-set read already on its way (a bundle load's) is one of this request's reads in flight
+    // too, so its first wave is planned around it as around one it started itself.
+    if (hotLoad) void io.reads.run(() => hotLoad);
     else this.startHotSetLoad(tableVersion, tables, io);
     const { layout } = tables;
     return {
@@ -411,10 +409,8 @@ export class MemoryHierarchy {
       return;
     }
     this.pendingHot.set(version, count);
-    const read = hot.reads.run(() => hot.origin.read(shard, 0, count * rowBytes));
-    this.hotReads.set(version, read);
-    const load: Promise<void> = read
-      .finally(() => this.hotReads.get(version) === read && this.hotReads.delete(version))
+    const load: Promise<void> = hot.reads
+      .run(() => hot.origin.read(shard, 0, count * rowBytes))
       .then((bytes) => {
         if (bytes.byteLength !== count * rowBytes)
           throw new InternalError(`short origin read: the hot set of ${shard.path} of version ${version}`);
