@@ -8,27 +8,21 @@
  * tokens, and the batchers' runs, rebuilds and compactions.
  *
  *   mkdir -p bench/.work/head-engine
- *   git show HEAD:src/engine/step-batcher.ts | sed "s#'../model/#'../../../src/model/#; s#'./decoder.ts'#'../../../src/engine/decoder.ts'#" > bench/.work/head-engine/step-batcher.ts
+ *   git show HEAD:src/engine/step-batcher.ts | sed "s#'../model/#'../../../src/model/#; s#'./decoder.ts'#'../../../src/engine/decoder.ts'#; s#'./logits-from.ts'#'../../../src/engine/logits-from.ts'#" > bench/.work/head-engine/step-batcher.ts
  *   git show HEAD:src/engine/kv-rows.ts > bench/.work/head-engine/kv-rows.ts
  *   npx tsx bench/lib/batch-ab.ts [--rounds 5] [--stagger 15]
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
-import * as ortWeb from 'onnxruntime-web/wasm';
-import { localServingCore } from '../../cli/local-bundle.ts';
 import { Decoder } from '../../src/engine/decoder.ts';
 import { generate } from '../../src/engine/generation.ts';
 import { type BatcherParts, StepBatcher } from '../../src/engine/step-batcher.ts';
-import { sessionOptionsFor } from '../../src/serving/session-options.ts';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { demoBundle } from './bundles.ts';
+import { Tensor, wasmServingCore } from './wasm-core.ts';
 import { ROOT, WORK } from './paths.ts';
 import { scriptArgs } from './script-args.ts';
 
-ortWeb.env.wasm.numThreads = 1;
-ortWeb.env.wasm.proxy = false;
-const Tensor = ortWeb.Tensor as unknown as TensorConstructor;
 const args = scriptArgs({ rounds: '5', stagger: '15' });
 const ROUNDS = args.number('rounds');
 const STAGGER_MS = args.number('stagger');
@@ -51,15 +45,7 @@ const prompts = Array.from({ length: 8 }, (_, i) => {
   const passage = text.slice(20_000 + i * 2_500, 20_000 + i * 2_500 + 640);
   return tokenizer.encode(passage.slice(passage.indexOf('. ') + 2)).slice(0, 64);
 });
-const tableBytes = demo.manifest.tables?.shards.reduce((n, s) => n + s.bytes, 0) ?? 0;
-const core = localServingCore(demo.dir, demo.manifest, {
-  createSession: (g) => ortWeb.InferenceSession.create(g.graph, sessionOptionsFor(g)) as unknown as Promise<InferenceSession>,
-  Tensor,
-  settings: {
-    hierarchy: { isolateBytes: tableBytes + (1 << 20), hotSetBytes: tableBytes, pageBytes: 0, originConcurrency: 6, coalesceGapBytes: 0 },
-    maxDecodeBatch: 1,
-  },
-});
+const core = wasmServingCore(demo, 1);
 const bundle = await core.bundle(demo.manifest.version);
 const rows = core.rows(bundle);
 await core.hotSetReady(bundle);

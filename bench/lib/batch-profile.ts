@@ -19,9 +19,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { InferenceSession, Tensor as OrtTensor, TensorConstructor } from 'onnxruntime-common';
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-common';
 import * as ortWeb from 'onnxruntime-web/wasm';
-import { localServingCore, readServedGraph } from '../../cli/local-bundle.ts';
+import { readServedGraph } from '../../cli/local-bundle.ts';
 import { copyRealPositions } from '../../src/engine/kv-rows.ts';
 import { logitsFromFeed } from '../../src/engine/logits-from.ts';
 import { generate, type GenerationRequest } from '../../src/engine/generation.ts';
@@ -33,12 +33,9 @@ import { sessionOptionsFor } from '../../src/serving/session-options.ts';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { Random } from '../../src/util/random.ts';
 import { demoBundle } from './bundles.ts';
+import { Tensor, wasmServingCore } from './wasm-core.ts';
 import { ROOT } from './paths.ts';
 import { scriptArgs } from './script-args.ts';
-
-ortWeb.env.wasm.numThreads = 1;
-ortWeb.env.wasm.proxy = false;
-const Tensor = ortWeb.Tensor as unknown as TensorConstructor;
 
 const args = scriptArgs({ reps: '15', lengths: '64,96,128' });
 const REPS = args.number('reps');
@@ -256,15 +253,7 @@ for (const S of LENGTHS) {
 const tokenizer = new TextTokenizer(JSON.parse(readFileSync(join(demo.dir, demo.manifest.objects.tokenizer.path), 'utf8')));
 const text = readFileSync(join(ROOT, 'training', 'data', 'valid.txt'), 'utf8').slice(20_000, 40_000);
 const ids = tokenizer.encode(text).slice(0, 512);
-const tableBytes = demo.manifest.tables?.shards.reduce((n, s) => n + s.bytes, 0) ?? 0;
-const core = localServingCore(demo.dir, demo.manifest, {
-  createSession: (g) => ortWeb.InferenceSession.create(g.graph, sessionOptionsFor(g)) as unknown as Promise<InferenceSession>,
-  Tensor,
-  settings: {
-    hierarchy: { isolateBytes: tableBytes + (1 << 20), hotSetBytes: tableBytes, pageBytes: 0, originConcurrency: 6, coalesceGapBytes: 0 },
-    maxDecodeBatch: B,
-  },
-});
+const core = wasmServingCore(demo, B);
 const bundle = await core.bundle(demo.manifest.version);
 const hot = core.rows(bundle)!;
 await core.hotSetReady(bundle);
