@@ -136,6 +136,17 @@ describe('a bundle built with the optimized graph', () => {
     expect(outputCopies(built)).toBeGreaterThanOrEqual(2 * manifest.config.num_hidden_layers);
   });
 
+  it('has each RMSNorm as one fused node: two per layer and the final norm, no Pow, Sqrt or ReduceMean left', () => {
+    // src/model/model.ts writes rmsNorm in the pattern onnxruntime fuses; a change that breaks it
+    // leaves six nodes per norm, and the cold create grows with the node count (docs/architecture.md, "Cold start").
+    const opTypes = onnxProto.onnx.ModelProto.decode(readFileSync(join(path, manifest.objects.computeOptimized!.path))).graph!.node!.map(
+      (n) => n.opType,
+    );
+    const count = (op: string) => opTypes.filter((t) => t === op).length;
+    expect(count('SimplifiedLayerNormalization')).toBe(2 * manifest.config.num_hidden_layers + 1);
+    expect([count('Pow'), count('Sqrt'), count('ReduceMean')]).toEqual([0, 0, 0]);
+  });
+
   it('optimizes to the same bytes every time', async () => {
     const graph = new Uint8Array(readFileSync(join(path, manifest.objects.compute.path)));
     const hashes = new Set<string>([`${manifest.objects.computeOptimized!.sha256} ${manifest.objects.computeWeights!.sha256}`]);

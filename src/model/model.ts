@@ -19,7 +19,7 @@
  * Linear weights are stored transposed (`<checkpoint name>.T`, [in, out]) so MatMul needs no
  * Transpose node; everything else keeps the checkpoint's name and layout.
  */
-import { GraphBuilder } from '../onnx/graph-builder.ts';
+import { CONTRIB_DOMAIN, GraphBuilder } from '../onnx/graph-builder.ts';
 import { ComputeWeights } from './compute-weights.ts';
 import { memoryKindOf, memorySlices, rowWidth, type ModelConfig } from './config.ts';
 import { GRAPH_IO } from './graph-io.ts';
@@ -86,12 +86,16 @@ class ModelGraph {
 
   // ---- building blocks ---------------------------------------------------------------------
 
-  /** RMSNorm_w(x) = x / sqrt(mean(x²) + ε) · w   (Zhang & Sennrich 2019) */
+  /**
+   * RMSNorm_w(x) = x / sqrt(mean(x²) + ε) · w   (Zhang & Sennrich 2019)
+   * Written in the node pattern onnxruntime's optimizer fuses into one SimplifiedLayerNormalization
+   * (Pow, ReduceMean, Add, Sqrt, Div, Mul): the served graph has one node per norm instead of six.
+   */
   rmsNorm(x: string, weightName: string): string {
     const g = this.g;
-    const meanSquare = g.reduceMean(g.mul(x, x), [-1]); // [..., 1]
-    const inverseRms = g.div(g.constFloat([1]), g.sqrt(g.add(meanSquare, g.constFloat([this.config.rms_norm_eps]))));
-    return g.mul(g.mul(x, inverseRms), this.weight(weightName));
+    const meanSquare = g.reduceMean(g.node('Pow', [x, g.constFloat([2], [])]), [-1]); // [..., 1]
+    const rms = g.sqrt(g.add(meanSquare, g.constFloat([this.config.rms_norm_eps], [])));
+    return g.mul(g.div(x, rms), this.weight(weightName));
   }
 
   /** SwiGLU(x) = down( silu(gate·x) ⊙ (up·x) ),  silu(z) = z·σ(z)   (Shazeer 2020) */
@@ -103,26 +107,28 @@ class ModelGraph {
   }
 
   /**
-   * Rotary tables for the step: angle[b, t, i] = pos[b, t] · θ^(-2i/hd), duplicated over both
-   * halves (Llama's "rotate half" layout). Returns cos and sin, each [B, 1, T, hd].
+   * Rotary tables for the step: angle[b, t, i] = pos[b, t] · θ^(-2i/hd), i < hd/2. Returns cos and
+   * sin, each [B·T, hd/2], one row per token of the step, and `row` [B, T], the row each token reads.
    */
-  rotaryTables(positionIds: string): { cos: string; sin: string } {
+  rotaryTables(positionIds: string): Rope {
     const g = this.g;
     const hd = this.config.head_dim;
     const invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / this.config.rope_theta ** ((2 * i) / hd));
     const freqs = g.mul(g.unsqueeze(g.cast(positionIds, 'float'), [2]), g.constFloat(invFreq)); // [B, T, hd/2]
-    const angles = g.unsqueeze(g.concat([freqs, freqs], -1), [1]); // [B, 1, T, hd]
-    return { cos: g.node('Cos', [angles]), sin: g.node('Sin', [angles]) };
+    const angles = g.reshape(freqs, [-1, hd / 2]); // [B·T, hd/2]
+    const tokens = g.node('Range', [g.constInt64([0], []), g.node('Size', [positionIds]), g.constInt64([1], [])]);
+    const row = g.node('Reshape', [tokens, g.node('Shape', [positionIds])]); // [B, T]: 0 … B·T - 1
+    return { cos: g.node('Cos', [angles]), sin: g.node('Sin', [angles]), row };
   }
 
-  /** rope(x) = x·cos + rotate_half(x)·sin,  rotate_half([x1, x2]) = [-x2, x1]   (Su et al. 2021) */
-  rotate(x: string, rope: { cos: string; sin: string }): string {
-    const g = this.g;
-    const half = this.config.head_dim / 2;
-    const x1 = g.slice(x, 0, half, -1);
-    const x2 = g.slice(x, half, 2 * half, -1);
-    const rotated = g.concat([g.neg(x2), x1], -1);
-    return g.add(g.mul(x, rope.cos), g.mul(rotated, rope.sin));
+  /**
+   * rope(x) = x·cos + rotate_half(x)·sin,  rotate_half([x1, x2]) = [-x2, x1]   (Su et al. 2021;
+   * Llama's "rotate half" layout), for x [B, heads, T, hd]. One contrib node instead of six
+   * (slice, negate, concatenate, two products and a sum): a cold session's create grows faster
+   * than its node count (docs/architecture.md, "Cold start").
+   */
+  rotate(x: string, rope: Rope): string {
+    return this.g.node('RotaryEmbedding', [x, rope.row, rope.cos, rope.sin], { interleaved: 0 }, CONTRIB_DOMAIN);
   }
 
   /**
@@ -239,8 +245,14 @@ interface LayerOutputs {
   gate?: string;
 }
 
+interface Rope {
+  cos: string;
+  sin: string;
+  row: string;
+}
+
 interface StepIO {
-  rope: { cos: string; sin: string };
+  rope: Rope;
   mask: string;
   pastKeys: string[];
   pastValues: string[];

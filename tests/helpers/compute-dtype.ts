@@ -70,6 +70,11 @@ export function opsetDomains(graph: Uint8Array): string[] {
   return (onnxProto.onnx.ModelProto.decode(graph).opsetImport ?? []).map((o) => o.domain ?? '');
 }
 
+/** The domains of a graph's nodes, each once, in order of first use. */
+export function nodeDomains(graph: Uint8Array): string[] {
+  return [...new Set((onnxProto.onnx.ModelProto.decode(graph).graph?.node ?? []).map((n) => n.domain ?? ''))];
+}
+
 /** The checkpoint tensors a quantized compute graph holds packed: its initializers named `<tensor>.q` (or `<tensor>.q.rows<first>`, a slice). */
 export function quantizedTensorNames(graph: Uint8Array): Set<string> {
   const model = onnxProto.onnx.ModelProto.decode(graph);
