@@ -132,7 +132,8 @@ class ModelGraph {
   }
 
   /**
-   * Additive mask [B, 1, 1, T, S] (broadcast over kv heads and groups): query i (absolute index
+   * Additive mask [B, 1, G·T, S] (broadcast over kv heads; the T rows repeated for each of the G
+   * query heads that share a kv head, as attention() lays out the queries): query i (absolute index
    * P + i) of row b sees key j iff j <= P + i and attentionMask[b, j] is 1. P is read from the past
    * cache's shape, so prefill (P = 0) and decode share one graph. The padding mask only chooses
    * between the same two constants, so a row without padding gets exactly the mask it got before
@@ -146,9 +147,11 @@ class ModelGraph {
     const queryIndex = g.node('Range', [past, total, one]); // [T]
     const keyIndex = g.node('Range', [g.constInt64([0], []), total, one]); // [S]
     const causal = g.node('LessOrEqual', [g.unsqueeze(keyIndex, [0]), g.unsqueeze(queryIndex, [1])]); // [T, S]
-    const real = g.unsqueeze(g.cast(attentionMask, 'bool'), [1, 2, 3]); // bool [B, 1, 1, 1, S]
-    const visible = g.node('And', [causal, real]); // [B, 1, 1, T, S]
-    return g.node('Where', [visible, g.constFloat([0], []), g.constFloat([-Infinity], [])]);
+    const real = g.unsqueeze(g.cast(attentionMask, 'bool'), [1, 2]); // bool [B, 1, 1, S]
+    const visible = g.node('And', [causal, real]); // [B, 1, T, S]
+    const mask = g.node('Where', [visible, g.constFloat([0], []), g.constFloat([-Infinity], [])]);
+    const G = this.config.num_attention_heads / this.config.num_key_value_heads;
+    return G === 1 ? mask : g.node('Tile', [mask, g.constInt64([1, 1, G, 1])]); // [B, 1, G·T, S]
   }
 
   /**
@@ -166,10 +169,11 @@ class ModelGraph {
     const presentKey = g.concat([io.pastKeys[l], k], 2); // [B, KV, S, hd]
     const presentValue = g.concat([io.pastValues[l], v], 2); // [B, KV, S, hd]
 
-    const qGrouped = g.reshape(g.mul(q, g.constFloat([1 / Math.sqrt(hd)])), [0, KV, H / KV, -1, hd]); // [B, KV, G, T, hd]
-    const keysT = g.transpose(g.unsqueeze(presentKey, [2]), [0, 1, 2, 4, 3]); // [B, KV, 1, hd, S]
-    const scores = g.add(g.matmul(qGrouped, keysT), io.mask); // [B, KV, G, T, S]
-    const context = g.matmul(g.softmax(scores), g.unsqueeze(presentValue, [2])); // [B, KV, G, T, hd]
+    // Head h = kv·G + g, so the G query heads of kv head kv are rows g·T + t of one matrix.
+    const qGrouped = g.reshape(q, [0, KV, -1, hd]); // [B, KV, G·T, hd]
+    const keysT = g.transpose(presentKey, [0, 1, 3, 2]); // [B, KV, hd, S]
+    const scores = g.add(g.mul(g.matmul(qGrouped, keysT), g.constFloat([1 / Math.sqrt(hd)], [])), io.mask); // [B, KV, G·T, S]
+    const context = g.matmul(g.softmax(scores), presentValue); // [B, KV, G·T, hd]
     const merged = g.reshape(g.transpose(g.reshape(context, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, H * hd]); // [B, T, H·hd]
     return { out: this.linear(merged, `${p}.o_proj.weight`), presentKey, presentValue };
   }
