@@ -220,12 +220,12 @@ export function largeTableSet(shape: LargeShape): Promise<BuiltBundle> {
  */
 export function largeVariant(shape: LargeShape, computeDtype: ComputeDtype, tables: BuiltBundle): Promise<BuiltBundle> {
   const name = `largest-${largeName(shape)}-${computeDtype}`;
-  // Keyed on the graph's interface, not on all of the builder's code: a shared checkout where the
-  // model code changes by the hour would otherwise rebuild every variant on every run. A variant
-  // is rebuilt when the served graph's inputs and outputs (graph-io.ts), the quantized weights or
-  // the build-time optimization change.
+  // Keyed on the graph's code, not on all of the builder's: a variant is rebuilt when the model's
+  // graph (model.ts), its inputs and outputs (graph-io.ts), the quantized weights or the build-time
+  // optimization change, not when the tokenizer's or the tables' code does.
   const graphCode = hashFiles(
     [
+      'src/model/model.ts',
       'src/model/graph-io.ts',
       'src/model/quantize.ts',
       'src/model/compute-weights.ts',
