@@ -24,6 +24,15 @@ describe('fastSoftmaxWeights', () => {
     }
   });
 
+  it('weighs 0 from exp(−36) down, -Infinity included, and exp(−36 + δ) not', () => {
+    // At temperature 1 a logit 36 below the top is exactly where the table ends.
+    const logits = Float32Array.from([0, -35.99, -36, -80, Number.NEGATIVE_INFINITY]);
+    const weights = fastSoftmaxWeights(logits, 0, 1, 0)?.weights;
+    expect(weights?.[1]).toBeCloseTo(Math.exp(-35.99), 20);
+    expect(weights?.[1]).toBeGreaterThan(0);
+    expect([weights?.[2], weights?.[3], weights?.[4]]).toEqual([0, 0, 0]);
+  });
+
   it('applies min_p exactly at the threshold, and refuses NaN', () => {
     const logits = Float32Array.from([0, -0.75, -5]);
     const minP = Math.exp(-0.75);

@@ -13,7 +13,8 @@
 const STEPS_PER_UNIT = 256;
 const SKIP_BELOW_X = -36;
 const TABLE_SIZE = -SKIP_BELOW_X * STEPS_PER_UNIT;
-const EXP_TABLE = Float64Array.from({ length: TABLE_SIZE + 1 }, (_, j) => Math.exp(-j / STEPS_PER_UNIT));
+/** exp(−j / 256) for j < TABLE_SIZE, and 0 at TABLE_SIZE: where every argument past the table lands. */
+const EXP_TABLE = Float64Array.from({ length: TABLE_SIZE + 1 }, (_, j) => (j < TABLE_SIZE ? Math.exp(-j / STEPS_PER_UNIT) : 0));
 const C1 = -1 / STEPS_PER_UNIT;
 const C2 = 1 / (2 * STEPS_PER_UNIT ** 2);
 /** Relative error of one fast weight against `Math.exp` (truncation, table rounding, the scaled argument): 1.0e-8 measured, 2e-8 assumed. */
@@ -37,14 +38,17 @@ export interface FastWeights {
   errorBound: number;
 }
 
-/** One fast weight exp(−y / 256) for y = (l_max − l) · 256 / T: 0 beyond the table, NaN for a NaN logit (it spoils the total). */
+/**
+ * One fast weight exp(−y / 256) for y = (l_max − l) · 256 / T: 0 from the table's end on, NaN for a
+ * NaN logit (it spoils the total). y is clamped, not branched on: the same values, 1.7x faster per
+ * weight in V8 (bench/lib/sampler-weights-ab.ts). `y > TABLE_SIZE` is false for NaN, so NaN passes through.
+ */
 function fastWeight(y: number): number {
-  if (y < TABLE_SIZE) {
-    const j = y | 0;
-    const f = y - j;
-    return EXP_TABLE[j] * (1 + f * (C1 + f * C2));
-  }
-  return Number.isNaN(y) ? Number.NaN : 0;
+  // biome-ignore lint/complexity/useMathMinMax: Math.min was slower here than the branch (bench/lib/sampler-weights-ab.ts' note)
+  const x = y > TABLE_SIZE ? TABLE_SIZE : y;
+  const j = x | 0;
+  const f = x - j;
+  return EXP_TABLE[j] * (1 + f * (C1 + f * C2));
 }
 
 /** The bound of FastWeights.errorBound for n weights summing to `total`. */
