@@ -123,9 +123,9 @@ class ModelGraph {
 
   /**
    * rope(x) = x·cos + rotate_half(x)·sin,  rotate_half([x1, x2]) = [-x2, x1]   (Su et al. 2021;
-   * Llama's "rotate half" layout), for x [B, heads, T, hd]. One contrib node instead of six
-   * (slice, negate, concatenate, two products and a sum): a cold session's create grows faster
-   * than its node count (docs/architecture.md, "Cold start").
+   * Llama's "rotate half" layout), for x [B, heads, T, hd]. One contrib node instead of seven
+   * (two slices, negate, concatenate, two products and a sum): a cold session's create grows with
+   * its node count (docs/architecture.md, "Cold start").
    */
   rotate(x: string, rope: Rope): string {
     return this.g.node('RotaryEmbedding', [x, rope.row, rope.cos, rope.sin], { interleaved: 0 }, CONTRIB_DOMAIN);
