@@ -143,6 +143,13 @@ const CONTROLS: Control[] = [
     "const headers: Record<string, string> = { ...common, etag: 'W/' + etag };",
     'tests/browser/bundle-objects.test.ts',
   ),
+  one(
+    'RMSNorm not in the fused pattern',
+    'src/model/model.ts',
+    'return g.mul(g.div(x, rms), this.weight(weightName));',
+    'return g.mul(g.mul(x, g.div(g.constFloat([1], []), rms)), this.weight(weightName));',
+    'tests/optimized-graph.test.ts',
+  ),
 ];
 
 const only = process.argv[2];
