@@ -169,12 +169,10 @@ class ModelGraph {
     const presentKey = g.concat([io.pastKeys[l], k], 2); // [B, KV, S, hd]
     const presentValue = g.concat([io.pastValues[l], v], 2); // [B, KV, S, hd]
 
-    // Head h = kv·G + g, so the G query heads of kv head kv are rows g·T + t of one matrix. The scale
-    // is on the queries: on the product (folded into FusedMatMul) the 44.6M int4 model of
-    // docs/BENCHMARKS.md §4b took one more wasm growth step in workerd (57.6 to 69.2 MiB).
-    const qGrouped = g.reshape(g.mul(q, g.constFloat([1 / Math.sqrt(hd)])), [0, KV, -1, hd]); // [B, KV, G·T, hd]
+    // Head h = kv·G + g, so the G query heads of kv head kv are rows g·T + t of one matrix.
+    const qGrouped = g.reshape(q, [0, KV, -1, hd]); // [B, KV, G·T, hd]
     const keysT = g.transpose(presentKey, [0, 1, 3, 2]); // [B, KV, hd, S]
-    const scores = g.add(g.matmul(qGrouped, keysT), io.mask); // [B, KV, G·T, S]
+    const scores = g.add(g.mul(g.matmul(qGrouped, keysT), g.constFloat([1 / Math.sqrt(hd)], [])), io.mask); // [B, KV, G·T, S]
     const context = g.matmul(g.softmax(scores), presentValue); // [B, KV, G·T, hd]
     const merged = g.reshape(g.transpose(g.reshape(context, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, H * hd]); // [B, T, H·hd]
     return { out: this.linear(merged, `${p}.o_proj.weight`), presentKey, presentValue };
