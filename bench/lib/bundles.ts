@@ -30,16 +30,13 @@ function hashFiles(paths: string[]): string {
   return hash.digest('hex').slice(0, 16);
 }
 
+/** The build-time optimization of the served graph: part of both keys below. */
+const GRAPH_OPTIMIZATION_SOURCES = ['cli/optimize-graph.ts', 'cli/output-identities.ts'];
+
 /** The source files a bundle's bytes depend on. */
 function builderSources(): string[] {
   const dirs = ['src/model', 'src/onnx', 'src/bundle', 'src/tensor', 'src/tokenizer'];
-  const files: string[] = [
-    'cli/build-bundle.ts',
-    'cli/checkpoint.ts',
-    'cli/random-checkpoint.ts',
-    'cli/optimize-graph.ts',
-    'cli/output-identities.ts',
-  ]
+  const files: string[] = ['cli/build-bundle.ts', 'cli/checkpoint.ts', 'cli/random-checkpoint.ts', ...GRAPH_OPTIMIZATION_SOURCES]
     .map((f) => join(ROOT, f))
     .filter((f) => existsSync(f));
   for (const dir of dirs) {
@@ -229,8 +226,7 @@ export function largeVariant(shape: LargeShape, computeDtype: ComputeDtype, tabl
       'src/model/graph-io.ts',
       'src/model/quantize.ts',
       'src/model/compute-weights.ts',
-      'cli/optimize-graph.ts',
-      'cli/output-identities.ts',
+      ...GRAPH_OPTIMIZATION_SOURCES,
     ].map((f) => join(ROOT, f)),
   );
   const inputs = JSON.stringify({ shape, computeDtype, tables: tables.manifest.version, graphCode });
