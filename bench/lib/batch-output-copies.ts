@@ -14,6 +14,7 @@ import { onnxruntimeOptimized, WEIGHTS_PATH } from '../../cli/optimize-graph.ts'
 import { withoutOutputIdentities } from '../../cli/output-identities.ts';
 import { rowWidth } from '../../src/model/config.ts';
 import { GRAPH_IO } from '../../src/model/graph-io.ts';
+import { sessionOptionsFor } from '../../src/serving/session-options.ts';
 import { demoBundle } from './bundles.ts';
 import { scriptArgs } from './script-args.ts';
 import { median } from './stats.ts';
@@ -28,9 +29,11 @@ const ROWS = 16;
 const demo = await demoBundle('flex');
 const config = demo.manifest.config;
 const { graph, weights } = await onnxruntimeOptimized(new Uint8Array(readFileSync(join(demo.dir, demo.manifest.objects.compute.path))));
-const options = { graphOptimizationLevel: 'disabled' as const, externalData: [{ path: WEIGHTS_PATH, data: weights }] };
-const withCopies = await ort.InferenceSession.create(graph, options);
-const withoutCopies = await ort.InferenceSession.create(withoutOutputIdentities(graph), options);
+// Both loaded as the worker loads a served graph.
+const session = (bytes: Uint8Array) =>
+  ort.InferenceSession.create(bytes, sessionOptionsFor({ graph: bytes, optimized: true, weights: { path: WEIGHTS_PATH, data: weights } }));
+const withCopies = await session(graph);
+const withoutCopies = await session(withoutOutputIdentities(graph));
 
 const feeds: Record<string, ort.Tensor> = {};
 const { num_key_value_heads: KV, head_dim: hd } = config;
