@@ -12,16 +12,13 @@ import { readServedGraph } from '../../cli/local-bundle.ts';
 import { demoBundle } from './bundles.ts';
 import { ROOT, WORK } from './paths.ts';
 import { scriptArgs } from './script-args.ts';
+import { median } from './stats.ts';
 import { buildWorkerScript, launchWorker } from './worker.ts';
 
 const args = scriptArgs({ reps: '7', s0: '64', steps: '64' });
 const REPS = args.number('reps');
 const S0 = args.number('s0');
 const STEPS = args.number('steps');
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const demo = await demoBundle('flex', 'f16');
 const { config } = demo.manifest;

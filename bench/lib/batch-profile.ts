@@ -36,16 +36,13 @@ import { demoBundle } from './bundles.ts';
 import { Tensor, wasmServingCore } from './wasm-core.ts';
 import { ROOT } from './paths.ts';
 import { scriptArgs } from './script-args.ts';
+import { median } from './stats.ts';
 
 const args = scriptArgs({ reps: '15', lengths: '64,96,128' });
 const REPS = args.number('reps');
 const LENGTHS = args.string('lengths').split(',').map(Number);
 const B = 16;
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const ms = (x: number) => `${x.toFixed(3)} ms`;
 
 /** Median ms of `f` over REPS repetitions, each `inner` calls. */
@@ -71,14 +68,19 @@ console.log(
   `demo model: ${L} layers, ${KV} KV heads x ${hd}, vocab ${V}; KV cache ${kvBytesPerPosition} bytes per position per sequence; ${REPS} reps`,
 );
 
-function feeds(batch: number, S: number, maskKind: 'int64' | 'none' = 'int64'): Record<string, OrtTensor> {
+/** A decode step's inputs other than the KV cache, after a past of S positions. */
+function stepInputs(batch: number, S: number, maskKind: 'int64' | 'none' = 'int64'): Record<string, OrtTensor> {
   const f: Record<string, OrtTensor> = {};
-  for (const name of names) f[name] = new Tensor('float32', new Float32Array(batch * KV * S * hd).fill(0.01), [batch, KV, S, hd]);
   f[GRAPH_IO.inputIds] = new Tensor('int64', new BigInt64Array(batch).fill(7n), [batch, 1]);
   f[GRAPH_IO.positionIds] = new Tensor('int64', new BigInt64Array(batch).fill(BigInt(S)), [batch, 1]);
   f[GRAPH_IO.memoryRows] = new Tensor('float32', new Float32Array(batch * rowValues), [batch, 1, rowValues]);
   if (maskKind === 'int64') f[GRAPH_IO.attentionMask] = new Tensor('int64', new BigInt64Array(batch * (S + 1)).fill(1n), [batch, S + 1]);
-  Object.assign(f, logitsFromFeed(session.inputNames, Tensor, 0));
+  return Object.assign(f, logitsFromFeed(session.inputNames, Tensor, 0));
+}
+
+function feeds(batch: number, S: number, maskKind: 'int64' | 'none' = 'int64'): Record<string, OrtTensor> {
+  const f = stepInputs(batch, S, maskKind);
+  for (const name of names) f[name] = new Tensor('float32', new Float32Array(batch * KV * S * hd).fill(0.01), [batch, KV, S, hd]);
   return f;
 }
 
@@ -88,13 +90,8 @@ async function chain(batch: number, S0: number, steps: number): Promise<number[]
   let past: Record<string, OrtTensor> = feeds(batch, S0);
   const times: number[] = [];
   for (let i = 0; i < steps; i++) {
-    const S = S0 + i;
-    const f: Record<string, OrtTensor> = {};
+    const f = stepInputs(batch, S0 + i);
     for (const name of names) f[name] = past[name];
-    f[GRAPH_IO.inputIds] = new Tensor('int64', new BigInt64Array(batch).fill(7n), [batch, 1]);
-    f[GRAPH_IO.positionIds] = new Tensor('int64', new BigInt64Array(batch).fill(BigInt(S)), [batch, 1]);
-    f[GRAPH_IO.memoryRows] = new Tensor('float32', new Float32Array(batch * rowValues), [batch, 1, rowValues]);
-    f[GRAPH_IO.attentionMask] = new Tensor('int64', new BigInt64Array(batch * (S + 1)).fill(1n), [batch, S + 1]);
     const t0 = performance.now();
     const out = await session.run(f);
     times.push(performance.now() - t0);
