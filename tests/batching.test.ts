@@ -16,7 +16,7 @@ import { buildBundle } from '../cli/build-bundle.ts';
 import { localServingCore, openLocalBundle, type LocalBundle } from '../cli/local-bundle.ts';
 import { Decoder, type DecoderState, type StepSession } from '../src/engine/decoder.ts';
 import { sampleToken } from '../src/engine/sampler.ts';
-import { ABANDON_RUN_AFTER_MS, StepBatcher } from '../src/engine/step-batcher.ts';
+import { ABANDON_RUN_AFTER_MS, canBatch, StepBatcher } from '../src/engine/step-batcher.ts';
 import { GRAPH_IO } from '../src/model/graph-io.ts';
 import { Random } from '../src/util/random.ts';
 import { tempDir } from './helpers/fixtures.ts';
@@ -25,7 +25,7 @@ import { post, serveBundle, startWorker, type RunningWorker } from './helpers/wo
 
 /** Largest |batched − unbatched| logit measured on this model (4.8e-6, onnxruntime-node 1.30, x86-64), times a margin of 10. */
 const LOGIT_BOUND = 4.8e-6 * 10;
-const STEPS = 24;
+const STEPS = 32;
 const PROMPTS = [
   'The President said that',
   'We hold these truths to be self-evident, that all men are created equal',
@@ -158,8 +158,9 @@ function swappingRows(session: StepSession): StepSession {
   return {
     ...session,
     inputNames: session.inputNames,
-    run: (async (feeds: Parameters<StepSession['run']>[0]) => {
-      const out = await session.run(feeds);
+    outputNames: session.outputNames,
+    run: (async (feeds: Parameters<StepSession['run']>[0], fetches: readonly string[]) => {
+      const out = await session.run(feeds, fetches);
       const logits = out[GRAPH_IO.logits];
       const [B, T, V] = logits.dims;
       if (B < 2 || T !== 1) return out;
@@ -172,8 +173,16 @@ function swappingRows(session: StepSession): StepSession {
 }
 
 describe('batched decode steps against onnxruntime-node', () => {
-  it('the compute graph takes attention_mask', () => {
-    expect(local.bundle.session.inputNames).toContain(GRAPH_IO.attentionMask);
+  it('the compute graph takes attention_mask and gives new_key_values, so it batches; a graph without them does not', () => {
+    const { session } = local.bundle;
+    expect(session.inputNames).toContain(GRAPH_IO.attentionMask);
+    expect(canBatch(session)).toBe(true);
+    const olderGraph = { ...session, outputNames: session.outputNames.filter((name) => !name.startsWith('new_key_values.')) };
+    expect(canBatch(olderGraph)).toBe(false);
+    expect(canBatch({ ...session, inputNames: session.inputNames.filter((name) => name !== GRAPH_IO.attentionMask) })).toBe(false);
+    expect(() => new StepBatcher({ session: olderGraph, Tensor: local.core.Tensor, config: local.manifest.config, maxBatch: 2 })).toThrow(
+      /needs a graph that takes attention_mask and gives new_key_values/,
+    );
   });
 
   it('every row gives the tokens its sequence gives alone, logits within the measured bound', async () => {
@@ -187,6 +196,8 @@ describe('batched decode steps against onnxruntime-node', () => {
     expect(stats.rebuilds).toBeGreaterThan(2);
     // Sequence 0 leaving and sequence 3 dropped after its skips shrink the batch in place.
     expect(stats.compactions).toBeGreaterThan(1);
+    // Seated sequences outgrow the columns a rebuild leaves free: the merged cache grows in place.
+    expect(stats.grows).toBeGreaterThan(0);
     expect(decoded.map((d) => d.tokens.length)).toEqual(PROMPTS.map((_, k) => (k === 0 ? 10 : STEPS)));
     const { tokenMismatches, maxLogitDiff } = compare(reference, decoded);
     expect(tokenMismatches).toBe(0);
@@ -212,8 +223,9 @@ describe('a batched run that never settles', () => {
     const hanging: StepSession = {
       ...session,
       inputNames: session.inputNames,
-      run: ((feeds: Parameters<StepSession['run']>[0]) =>
-        hang && feeds[GRAPH_IO.inputIds].dims[0] > 1 ? new Promise(() => {}) : session.run(feeds)) as StepSession['run'],
+      outputNames: session.outputNames,
+      run: ((feeds: Parameters<StepSession['run']>[0], fetches: readonly string[]) =>
+        hang && feeds[GRAPH_IO.inputIds].dims[0] > 1 ? new Promise(() => {}) : session.run(feeds, fetches)) as StepSession['run'],
     };
     let now = 0;
     let fire: (() => void) | null = null;

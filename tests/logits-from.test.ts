@@ -22,6 +22,7 @@ function recording(session: StepSession) {
   const dims: (readonly number[])[] = [];
   const wrapped: StepSession = {
     inputNames: session.inputNames,
+    outputNames: session.outputNames,
     release: () => session.release(),
     run: (async (feeds: InferenceSession.FeedsType) => {
       const out = await session.run(feeds);
@@ -36,6 +37,7 @@ function recording(session: StepSession) {
 function withoutLogitsFrom(session: StepSession): StepSession {
   return {
     inputNames: session.inputNames.filter((name) => name !== GRAPH_IO.logitsFrom),
+    outputNames: session.outputNames,
     release: () => session.release(),
     run: (async (feeds: InferenceSession.FeedsType) => {
       if (GRAPH_IO.logitsFrom in feeds) throw new Error('fed logits_from to a graph without it');

@@ -22,6 +22,7 @@ function fakeSession(takesRows = true) {
   const feeds: Record<string, FakeTensor>[] = [];
   const session: StepSession = {
     inputNames: ['input_ids', 'position_ids', ...(takesRows ? ['memory_rows'] : []), 'past_key_values.0.key'],
+    outputNames: ['logits', 'present.0.key', 'present.0.value', 'present.1.key', 'present.1.value'],
     release: async () => {},
     run: (async (input: Record<string, FakeTensor>) => {
       feeds.push(input);

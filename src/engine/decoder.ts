@@ -22,7 +22,7 @@ export interface DecoderState {
 }
 
 /** What the decoder needs of an onnxruntime session (node or web). */
-export type StepSession = Pick<InferenceSession, 'inputNames' | 'run' | 'release'>;
+export type StepSession = Pick<InferenceSession, 'inputNames' | 'outputNames' | 'run' | 'release'>;
 
 export interface DecoderParts {
   session: StepSession;
@@ -59,6 +59,11 @@ export class Decoder {
   private readonly takesRows: boolean;
   private readonly batcher: StepBatcher | null;
   private readonly maxRunTokens: number;
+  /**
+   * The outputs a step uses: the logits and the whole cache. Not the inspector's figures, nor the
+   * step's own keys and values (the batcher's): a prompt's would be a second copy of its cache.
+   */
+  private readonly fetches: string[];
 
   constructor(parts: DecoderParts) {
     ({ session: this.session, Tensor: this.Tensor, config: this.config, rows: this.rows } = parts);
@@ -66,6 +71,8 @@ export class Decoder {
     this.maxRunTokens = parts.maxRunTokens || Number.POSITIVE_INFINITY;
     this.clock = parts.clock ?? (() => performance.now());
     this.takesRows = this.session.inputNames.includes(GRAPH_IO.memoryRows);
+    const L = this.config.num_hidden_layers;
+    this.fetches = [GRAPH_IO.logits, ...Array.from({ length: L }, (_, l) => [GRAPH_IO.presentKey(l), GRAPH_IO.presentValue(l)]).flat()];
     if (this.takesRows && !this.rows) throw new Error('this compute graph takes memory rows, but no row source was given');
   }
 
@@ -142,7 +149,7 @@ export class Decoder {
       [1, T],
     );
     if (rows) feeds[GRAPH_IO.memoryRows] = new this.Tensor('float32', rows, [1, T, this.rows!.rowValues]);
-    const out = await this.session.run(feeds);
+    const out = await this.session.run(feeds, this.fetches);
     for (let l = 0; l < this.config.num_hidden_layers; l++) {
       state.past[GRAPH_IO.pastKey(l)] = out[GRAPH_IO.presentKey(l)];
       state.past[GRAPH_IO.pastValue(l)] = out[GRAPH_IO.presentValue(l)];

@@ -4,14 +4,17 @@
  * own row of the logits back. Prefill steps never come here (src/engine/decoder.ts runs them
  * alone). docs/architecture.md, "Continuous batching", says why it is built this way.
  *
- * The batch's KV cache is kept merged between steps: a `MergedBatch` holds [B, KV, S, hd] tensors
- * and a per-row mask of the real positions, and each member's DecoderState points at its row (its
- * `seat`) instead of holding its own tensors. While the same members step together, the graph's
- * `present` outputs are fed straight back as the next `past`, with no copy in JS. A member that is
- * not ready when the others are rides along with a padded column (mask 0), so a straggler does not
- * force a copy; one that left, or missed MAX_SKIPS steps in a row, is dropped at the next run, by
- * moving the last rows into its place (a compaction). A rebuild (a sequence joined) copies every
- * member's real positions into new tensors, padding at the end of each row.
+ * The batch's KV cache is kept merged between steps, and kept here, not by the graph: a
+ * `MergedBatch` holds [B, KV, C, hd] arrays with room for C positions (C grows by GROW columns when
+ * full) and a per-row mask of the real ones, and each member's DecoderState points at its row (its
+ * `seat`) instead of holding its own tensors. A run feeds the whole arrays as `past` (the unused
+ * columns masked) and fetches only the step's own keys and values (`new_key_values`), which are
+ * written into the next free column: onnxruntime copies one position per row out of its heap
+ * instead of the whole cache, and allocates nothing that size. A member that is not ready when the
+ * others are rides along with a padded column (mask 0), so a straggler does not force a copy; one
+ * that left, or missed MAX_SKIPS steps in a row, is dropped at the next run, by moving the last rows
+ * into its place (a compaction). A rebuild (a sequence joined) copies every member's real positions
+ * into new arrays, padding at the end of each row.
  *
  * When a step runs: at once when every live member of the current batch has asked (the usual case:
  * all streams are decoding), else once the oldest waiting step has seen PATIENCE turns of `wait`
@@ -29,8 +32,15 @@ import type { ModelConfig } from '../model/config.ts';
 import { GRAPH_IO } from '../model/graph-io.ts';
 import { logitsFromFeed } from './logits-from.ts';
 import type { DecoderState, StepSession } from './decoder.ts';
-import { copyRealPositions, REAL } from './kv-rows.ts';
+import { takesAttentionMask } from './attention-mask.ts';
+import { type CacheRow, copyRealPositions, REAL } from './kv-rows.ts';
 
+/**
+ * Columns a merged cache gains when it is full. Every run feeds (and onnxruntime copies) every
+ * column, used or not, so a larger step wastes more per run; a smaller one copies the cache more
+ * often to grow it.
+ */
+const GROW = 16;
 /** Steps in a row a member may miss and keep its row; past that it is dropped at the next run (and takes its cache with it). */
 const MAX_SKIPS = 2;
 /** Padded columns a merged cache may carry beyond its longest member before it is compacted by a rebuild. */
@@ -63,11 +73,13 @@ export interface Seat {
 }
 
 interface MergedBatch {
-  /** Positions per row (S). */
-  length: number;
-  /** Past tensors by graph input name, [B, KV, S, hd]. */
-  past: Record<string, Tensor>;
-  /** [B, S]: 1 where a row's position is real; int64, as the graph's `attention_mask` takes it, so a step converts nothing. */
+  /** Columns of every row (C): room for this many positions. */
+  capacity: number;
+  /** Columns written so far; the next run writes column `used`. */
+  used: number;
+  /** The cache by graph input name (`past_key_values.*`), [B, KV, C, hd]. */
+  past: Record<string, Float32Array>;
+  /** [B, C]: 1 where a row's position is real; int64, as the graph's `attention_mask` takes it, so a step converts nothing. */
   real: BigInt64Array;
   members: (DecoderState | null)[];
   /** Steps each member has missed in a row. */
@@ -109,14 +121,18 @@ export interface BatcherStats {
   rebuilds: number;
   /** Runs that only dropped rows of the merged batch, moving a few rows in place instead of copying all. */
   compactions: number;
+  /** Runs that found the merged cache full and copied it into wider arrays. */
+  grows: number;
 }
 
 export class StepBatcher {
-  readonly stats: BatcherStats = { runs: 0, rows: 0, paddedRows: 0, rebuilds: 0, compactions: 0 };
+  readonly stats: BatcherStats = { runs: 0, rows: 0, paddedRows: 0, rebuilds: 0, compactions: 0, grows: 0 };
   private readonly parts: BatcherParts;
   private readonly wait: (run: () => void) => void;
   private readonly now: () => number;
   private readonly takesRows: boolean;
+  /** What a run asks of the graph: the logits and the step's own keys and values, never the whole `present` cache. */
+  private readonly fetches: string[];
   private pending: PendingStep[] = [];
   private current: MergedBatch | null = null;
   /** The run in flight, if any: which it is (a stale one's outputs are dropped), when it began, its steps. */
@@ -128,7 +144,10 @@ export class StepBatcher {
     this.parts = parts;
     this.wait = parts.wait ?? ((run) => setTimeout(run, 0));
     this.now = parts.now ?? Date.now;
+    if (!canBatch(parts.session)) throw new Error('a step batcher needs a graph that takes attention_mask and gives new_key_values');
     this.takesRows = parts.session.inputNames.includes(GRAPH_IO.memoryRows);
+    const L = parts.config.num_hidden_layers;
+    this.fetches = [GRAPH_IO.logits, ...Array.from({ length: L }, (_, l) => [GRAPH_IO.newKey(l), GRAPH_IO.newValue(l)]).flat()];
   }
 
   /** One decode step of `state` (one token, its memory row); resolves to its logits [V]. */
@@ -183,17 +202,9 @@ export class StepBatcher {
     if (!seat) return;
     const { num_key_value_heads: KV, head_dim: hd } = this.parts.config;
     const past: Record<string, Tensor> = {};
-    for (const [name, tensor] of Object.entries(seat.batch.past)) {
+    for (const name of Object.keys(seat.batch.past)) {
       const data = new Float32Array(KV * state.length * hd);
-      const S = seat.batch.length;
-      copyRealPositions(
-        { data: tensor.data as Float32Array, length: S, row: seat.row, real: seat.batch.real.subarray(seat.row * S, (seat.row + 1) * S) },
-        data,
-        state.length,
-        0,
-        KV,
-        hd,
-      );
+      copyRealPositions(sourceRow(state, name), data, state.length, 0, KV, hd);
       past[name] = new this.parts.Tensor('float32', data, [1, KV, state.length, hd]);
     }
     state.past = past;
@@ -257,54 +268,56 @@ export class StepBatcher {
     const { session, Tensor, config } = this.parts;
     // The graph's memory row width is the width of the rows the decoders fetched (one token each).
     const rowValues = this.takesRows ? (chosen[0].rows?.length ?? 0) : 0;
-    const { num_hidden_layers: L, vocab_size: V } = config;
-    const batch = this.reusable(chosen) ?? this.compacted(chosen) ?? this.rebuild(chosen);
+    const { num_hidden_layers: L, num_key_value_heads: KV, head_dim: hd, vocab_size: V } = config;
+    const batch = this.withRoom(this.reusable(chosen) ?? this.compacted(chosen) ?? this.rebuild(chosen));
     const B = batch.members.length;
-    const S = batch.length;
+    const C = batch.capacity;
+    const column = batch.used;
     const step = new Map(chosen.map((p) => [p.state, p]));
-    const real = new BigInt64Array(B * (S + 1));
+    const mask = new BigInt64Array(B * (C + 1));
     const ids = new BigInt64Array(B);
     const positions = new BigInt64Array(B);
     const rows = new Float32Array(B * rowValues);
     const present: (PendingStep | undefined)[] = batch.members.map((m) => (m ? step.get(m) : undefined));
     for (let b = 0; b < B; b++) {
-      real.set(batch.real.subarray(b * S, (b + 1) * S), b * (S + 1));
+      mask.set(batch.real.subarray(b * C, (b + 1) * C), b * (C + 1));
       const p = present[b];
       if (!p) continue; // rides along: a padded column, any token
-      real[b * (S + 1) + S] = REAL;
+      mask[b * (C + 1) + C] = REAL;
       ids[b] = BigInt(p.tokenId);
       positions[b] = BigInt(p.state.length);
       if (rowValues) rows.set(p.rows!, b * rowValues);
     }
-    const feeds: Record<string, Tensor> = { ...batch.past };
+    const feeds: Record<string, Tensor> = {};
+    for (const [name, data] of Object.entries(batch.past)) feeds[name] = new Tensor('float32', data, [B, KV, C, hd]);
     feeds[GRAPH_IO.inputIds] = new Tensor('int64', ids, [B, 1]);
     feeds[GRAPH_IO.positionIds] = new Tensor('int64', positions, [B, 1]);
-    feeds[GRAPH_IO.attentionMask] = new Tensor('int64', real, [B, S + 1]);
+    feeds[GRAPH_IO.attentionMask] = new Tensor('int64', mask, [B, C + 1]);
     if (this.takesRows) feeds[GRAPH_IO.memoryRows] = new Tensor('float32', rows, [B, 1, rowValues]);
     Object.assign(feeds, logitsFromFeed(session.inputNames, Tensor, 0));
-    const out = await session.run(feeds);
+    const out = await session.run(feeds, this.fetches);
     if (this.inFlight?.ticket !== ticket) return; // abandoned meanwhile: its steps have failed already
 
-    const past: Record<string, Tensor> = {};
+    // The step's keys and values go into the column the run attended as its new one; a row that rode
+    // along writes one too, which its mask keeps padding.
     for (let l = 0; l < L; l++) {
-      past[GRAPH_IO.pastKey(l)] = out[GRAPH_IO.presentKey(l)];
-      past[GRAPH_IO.pastValue(l)] = out[GRAPH_IO.presentValue(l)];
+      writeColumn(batch.past[GRAPH_IO.pastKey(l)], out[GRAPH_IO.newKey(l)].data as Float32Array, B * KV, C, column, hd);
+      writeColumn(batch.past[GRAPH_IO.pastValue(l)], out[GRAPH_IO.newValue(l)].data as Float32Array, B * KV, C, column, hd);
     }
-    const next: MergedBatch = {
-      length: S + 1,
-      past,
-      real,
-      members: batch.members.map((m, b) => (m && isSeated(m, batch, b) ? m : null)),
-      skips: batch.skips.map((n, b) => (present[b] ? 0 : n + 1)),
-    };
+    for (let b = 0; b < B; b++) if (present[b]) batch.real[b * C + column] = REAL;
+    batch.used = column + 1;
+    for (let b = 0; b < B; b++) {
+      const m = batch.members[b];
+      if (m && !isSeated(m, batch, b)) batch.members[b] = null;
+      batch.skips[b] = present[b] ? 0 : batch.skips[b] + 1;
+    }
     // Every member left during the run: nothing will step in this cache again.
-    this.current = next.members.some((m) => m !== null) ? next : null;
+    if (this.current === batch && !batch.members.some((m) => m !== null)) this.current = null;
     const logits = out[GRAPH_IO.logits].data as Float32Array;
     this.stats.runs++;
     this.stats.rows += chosen.length;
     this.stats.paddedRows += B - chosen.length;
     this.parts.observe?.(chosen.length);
-    for (const [b, m] of next.members.entries()) if (m) m.seat = { batch: next, row: b };
     // Every stepped sequence gets its logits, one that left during the run too (it just has no row any more).
     for (const [b, p] of present.entries()) {
       if (!p) continue;
@@ -312,6 +325,26 @@ export class StepBatcher {
       p.state.past = {};
       p.resolve(logits.subarray(b * V, (b + 1) * V));
     }
+  }
+
+  /** `batch` with a free column for the next step: a full one is copied into arrays GROW columns wider. */
+  private withRoom(batch: MergedBatch): MergedBatch {
+    if (batch.used < batch.capacity) return batch;
+    const { num_key_value_heads: KV, head_dim: hd } = this.parts.config;
+    const B = batch.members.length;
+    const C = batch.capacity;
+    const wider = C + GROW;
+    for (const [name, data] of Object.entries(batch.past)) {
+      const grown = new Float32Array(B * KV * wider * hd);
+      for (let block = 0; block < B * KV; block++) grown.set(data.subarray(block * C * hd, (block + 1) * C * hd), block * wider * hd);
+      batch.past[name] = grown;
+    }
+    const real = new BigInt64Array(B * wider);
+    for (let b = 0; b < B; b++) real.set(batch.real.subarray(b * C, (b + 1) * C), b * wider);
+    batch.real = real;
+    batch.capacity = wider;
+    this.stats.grows++;
+    return batch;
   }
 
   /** The current merged batch, when every chosen step is one of its members and it needs no compaction. */
@@ -325,15 +358,15 @@ export class StepBatcher {
       if (!asked.has(m) && batch.skips[b] + 1 > MAX_SKIPS) return null;
       longest = Math.max(longest, m.length);
     }
-    return batch.length - longest >= MAX_SLACK ? null : batch;
+    return batch.used - longest >= MAX_SLACK ? null : batch;
   }
 
   /**
    * The current merged batch without the rows it no longer needs (members that left, or missed too
    * many steps), when every chosen step is one of its members and the rows stay at most COMPACT_SLACK
    * columns longer than the longest remaining member. Each dropped row inside the kept range is overwritten by a kept row from the end, in place,
-   * and the tensors become views of their first rows (a row, [KV, S, hd], is contiguous). A rebuild
-   * instead copies every member's row into new tensors: at the end of a burst, streams leave about
+   * and the arrays become views of their first rows (a row, [KV, C, hd], is contiguous). A rebuild
+   * instead copies every member's row into new arrays: at the end of a burst, streams leave about
    * one per step, and each leave copied the whole cache.
    */
   private compacted(chosen: PendingStep[]): MergedBatch | null {
@@ -349,7 +382,7 @@ export class StepBatcher {
         longest = Math.max(longest, m.length);
       } else dropped.push(b);
     }
-    if (!dropped.length || batch.length - longest > COMPACT_SLACK) return null;
+    if (!dropped.length || batch.used - longest > COMPACT_SLACK) return null;
     // A member dropped for missing steps is still decoding: it takes its cache with it before its row is reused.
     for (const b of dropped) {
       const m = batch.members[b];
@@ -357,24 +390,24 @@ export class StepBatcher {
     }
     const { num_key_value_heads: KV, head_dim: hd } = this.parts.config;
     const B = kept.length;
-    const S = batch.length;
+    const C = batch.capacity;
     const holes = dropped.filter((b) => b < B);
     const movers = kept.filter((b) => b >= B);
-    const rowValues = KV * S * hd;
-    const past: Record<string, Tensor> = {};
-    for (const [name, tensor] of Object.entries(batch.past)) {
-      const data = tensor.data as Float32Array;
+    const rowValues = KV * C * hd;
+    const past: Record<string, Float32Array> = {};
+    for (const [name, data] of Object.entries(batch.past)) {
       for (const [i, to] of holes.entries()) data.copyWithin(to * rowValues, movers[i] * rowValues, (movers[i] + 1) * rowValues);
-      past[name] = new this.parts.Tensor('float32', data.subarray(0, B * rowValues), [B, KV, S, hd]);
+      past[name] = data.subarray(0, B * rowValues);
     }
-    for (const [i, to] of holes.entries()) batch.real.copyWithin(to * S, movers[i] * S, (movers[i] + 1) * S);
+    for (const [i, to] of holes.entries()) batch.real.copyWithin(to * C, movers[i] * C, (movers[i] + 1) * C);
     const from = Array.from({ length: B }, (_, b) => b);
     for (const [i, to] of holes.entries()) from[to] = movers[i];
     const members = from.map((b) => batch.members[b]!);
     const compacted: MergedBatch = {
-      length: S,
+      capacity: C,
+      used: batch.used,
       past,
-      real: batch.real.subarray(0, B * S),
+      real: batch.real.subarray(0, B * C),
       members,
       skips: from.map((b) => batch.skips[b]),
     };
@@ -387,11 +420,11 @@ export class StepBatcher {
   /**
    * A new merged batch of the chosen sequences, plus the current batch's members that are only
    * late (seated, few skips), as long as there is room: their real positions first in each row,
-   * padding after. Its members are seated in it at once: it is a complete copy of their caches,
+   * then GROW free columns. Its members are seated in it at once: it is a complete copy of their caches,
    * so they stay consistent even if the run then fails.
    */
   private rebuild(chosen: PendingStep[]): MergedBatch {
-    const { Tensor, config, maxBatch } = this.parts;
+    const { config, maxBatch } = this.parts;
     const { num_key_value_heads: KV, head_dim: hd } = config;
     const members: DecoderState[] = chosen.map((p) => p.state);
     const skips: number[] = members.map(() => 0);
@@ -406,22 +439,23 @@ export class StepBatcher {
         }
       }
     }
-    const S = Math.max(...members.map((m) => m.length));
+    const used = Math.max(...members.map((m) => m.length));
+    const C = used + GROW;
     const B = members.length;
-    const real = new BigInt64Array(B * S);
-    const past: Record<string, Tensor> = {};
+    const real = new BigInt64Array(B * C);
+    const past: Record<string, Float32Array> = {};
     const names = Array.from({ length: config.num_hidden_layers }, (_, l) => [GRAPH_IO.pastKey(l), GRAPH_IO.pastValue(l)]).flat();
     for (const name of names) {
-      const data = new Float32Array(B * KV * S * hd);
+      const data = new Float32Array(B * KV * C * hd);
       for (const [b, m] of members.entries()) {
-        const copied = copyRealPositions(sourceRow(m, name), data, S, b, KV, hd);
+        const copied = copyRealPositions(sourceRow(m, name), data, C, b, KV, hd);
         if (copied !== m.length) throw new Error(`step batcher: a cache row holds ${copied} positions, its sequence ${m.length}`);
       }
-      past[name] = new Tensor('float32', data, [B, KV, S, hd]);
+      past[name] = data;
     }
-    for (const [b, m] of members.entries()) real.fill(REAL, b * S, b * S + m.length);
+    for (const [b, m] of members.entries()) real.fill(REAL, b * C, b * C + m.length);
     this.stats.rebuilds++;
-    const batch: MergedBatch = { length: S, past, real, members, skips };
+    const batch: MergedBatch = { capacity: C, used, past, real, members, skips };
     for (const [b, m] of members.entries()) {
       m.seat = { batch, row: b };
       m.past = {};
@@ -440,9 +474,20 @@ function hasSeatedMembers(batch: MergedBatch): boolean {
 }
 
 /** Where a sequence's cache tensor `name` is now: its seat's row, or its own [1, KV, length, hd]. */
-function sourceRow(m: DecoderState, name: string) {
+function sourceRow(m: DecoderState, name: string): CacheRow {
   if (!m.seat) return { data: m.past[name].data as Float32Array, length: m.length, row: 0, real: null };
   const { batch, row } = m.seat;
-  const S = batch.length;
-  return { data: batch.past[name].data as Float32Array, length: S, row, real: batch.real.subarray(row * S, (row + 1) * S) };
+  const C = batch.capacity;
+  return { data: batch.past[name], length: C, row, real: batch.real.subarray(row * C, (row + 1) * C) };
+}
+
+/** Writes `blocks` rows of `headDim` values (one position of each [row, kv head]) into column `column` of a [blocks, columns, headDim] cache. */
+function writeColumn(cache: Float32Array, values: Float32Array, blocks: number, columns: number, column: number, headDim: number): void {
+  for (let block = 0; block < blocks; block++)
+    cache.set(values.subarray(block * headDim, (block + 1) * headDim), (block * columns + column) * headDim);
+}
+
+/** Whether a session's graph can run batched steps: it takes a padding mask and gives each step's own keys and values. */
+export function canBatch(session: Pick<StepSession, 'inputNames' | 'outputNames'>): boolean {
+  return takesAttentionMask(session.inputNames) && session.outputNames.includes(GRAPH_IO.newKey(0));
 }

@@ -20,6 +20,14 @@ export const GRAPH_IO = {
   logits: 'logits',
   presentKey: (l: number) => `present.${l}.key`,
   presentValue: (l: number) => `present.${l}.value`,
+  /**
+   * The step's own keys and values, [batch, KV, seq, hd]: the last seq positions of `present`. A
+   * caller that keeps the cache itself fetches these instead of `present`, and onnxruntime then
+   * copies out a step's positions rather than the whole cache (src/engine/step-batcher.ts). Graphs
+   * built before them lack them.
+   */
+  newKey: (l: number) => `new_key_values.${l}.key`,
+  newValue: (l: number) => `new_key_values.${l}.value`,
   tokenIds: 'token_ids',
   /** Inspector outputs of the decoder step (src/inspect/prompt-view.ts), [batch, seq, memory layers]. */
   memoryNorms: 'inspect.memory_norms',

@@ -158,7 +158,7 @@ class ModelGraph {
    * Grouped-query causal self-attention with a KV cache:
    *   softmax(q kᵀ / sqrt(hd) + mask) v, with q, k rotated; query head h reads kv head ⌊h / G⌋.
    */
-  attention(x: string, l: number, io: StepIO): { out: string; presentKey: string; presentValue: string } {
+  attention(x: string, l: number, io: StepIO): { out: string; presentKey: string; presentValue: string; newKey: string; newValue: string } {
     const g = this.g;
     const { num_attention_heads: H, num_key_value_heads: KV, head_dim: hd } = this.config;
     const p = `model.layers.${l}.self_attn`;
@@ -175,7 +175,7 @@ class ModelGraph {
     const scores = g.add(g.mul(g.matmul(qGrouped, keysT), g.constFloat([1 / Math.sqrt(hd)], [])), io.mask); // [B, KV, G·T, S]
     const context = g.matmul(g.softmax(scores), presentValue); // [B, KV, G·T, hd]
     const merged = g.reshape(g.transpose(g.reshape(context, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, H * hd]); // [B, T, H·hd]
-    return { out: this.linear(merged, `${p}.o_proj.weight`), presentKey, presentValue };
+    return { out: this.linear(merged, `${p}.o_proj.weight`), presentKey, presentValue, newKey: k, newValue: v };
   }
 
   // ---- the memory path: context-free, a function of the token id alone --------------------
@@ -209,7 +209,7 @@ class ModelGraph {
     const attn = this.attention(this.rmsNorm(x, `${p}.input_layernorm.weight`), l, io);
     const a = g.add(x, attn.out); // a = x + Attn(N1(x))
     const kind = memoryKindOf(this.config, l);
-    const outputs = { presentKey: attn.presentKey, presentValue: attn.presentValue };
+    const outputs = { presentKey: attn.presentKey, presentValue: attn.presentValue, newKey: attn.newKey, newValue: attn.newValue };
     if (kind === null) {
       return { x: g.add(a, this.swiglu(this.rmsNorm(a, `${p}.post_attention_layernorm.weight`), `${p}.mlp`)), ...outputs };
     }
@@ -242,6 +242,8 @@ interface LayerOutputs {
   x: string;
   presentKey: string;
   presentValue: string;
+  newKey: string;
+  newValue: string;
   /** Memory layers only: what the memory adds to the residual stream, and the rest of x'. */
   memoryOut?: string;
   withoutMemory?: string;
@@ -314,6 +316,8 @@ export function buildDecoderGraph(
     x = layer.x;
     g.output(layer.presentKey, GRAPH_IO.presentKey(l), 'float', ['batch', KV, 'total', hd]);
     g.output(layer.presentValue, GRAPH_IO.presentValue(l), 'float', ['batch', KV, 'total', hd]);
+    g.output(layer.newKey, GRAPH_IO.newKey(l), 'float', ['batch', KV, 'seq', hd]);
+    g.output(layer.newValue, GRAPH_IO.newValue(l), 'float', ['batch', KV, 'seq', hd]);
   }
   // The inspector's figures (src/inspect/prompt-view.ts): [B, T, memory layers] each, a few values per token.
   const inspectOutputs = [

@@ -8,10 +8,9 @@
  */
 import type { InferenceSession, TensorConstructor } from 'onnxruntime-common';
 import type { RowSource } from '../bundle/row-source.ts';
-import { takesAttentionMask } from '../engine/attention-mask.ts';
 import { Decoder, type StepSession } from '../engine/decoder.ts';
 import { generate, GenerationCounters, type GenerationRequest, type GenerationResult, type TextDelta } from '../engine/generation.ts';
-import { StepBatcher, type BatcherStats } from '../engine/step-batcher.ts';
+import { canBatch, StepBatcher, type BatcherStats } from '../engine/step-batcher.ts';
 import {
   DEFAULT_HIERARCHY,
   emptyTierStats,
@@ -50,7 +49,7 @@ export interface ServingSettings {
   admission: AdmissionLimits;
   /**
    * Most decode steps of concurrent generations run as one session.run (src/engine/step-batcher.ts);
-   * 1 runs every step alone. Graphs without `attention_mask` (built before it) never batch.
+   * 1 runs every step alone. Graphs without `attention_mask` or `new_key_values` (built before them) never batch.
    */
   maxDecodeBatch: number;
   /** Most prompt tokens per session.run (src/engine/decoder.ts maxRunTokens); 0 runs a prompt at once. */
@@ -193,7 +192,7 @@ export function createServingCore(parts: ServingParts): ServingCore {
   const batcherOf = (bundle: LoadedBundle): StepBatcher | null => {
     const { session } = bundle;
     if (!batchers.has(session)) {
-      const batches = settings.maxDecodeBatch >= 2 && takesAttentionMask(session.inputNames);
+      const batches = settings.maxDecodeBatch >= 2 && canBatch(session);
       const { config } = bundle.manifest;
       const observe = (stepped: number) => {
         metrics.inc('flexmem_decode_batches_total');

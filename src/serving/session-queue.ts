@@ -9,9 +9,10 @@ export function queuedSession(session: InferenceSession): StepSession {
   let queue: Promise<unknown> = Promise.resolve();
   return {
     inputNames: session.inputNames,
+    outputNames: session.outputNames,
     release: () => queue.then(() => session.release()),
-    run: ((feeds: InferenceSession.FeedsType) => {
-      const result = queue.then(() => session.run(feeds));
+    run: ((feeds: InferenceSession.FeedsType, fetches?: InferenceSession.FetchesType) => {
+      const result = queue.then(() => (fetches ? session.run(feeds, fetches) : session.run(feeds)));
       // The queue keeps only the run's settling, not its outputs: those include every layer's
       // present KV tensors, which it would otherwise hold until the next run (an idle isolate would
       // keep the last request's whole cache).
