@@ -9,6 +9,7 @@ import type { LoadCell, LoadResult } from '../suites/load.ts';
 import type { ScaleResult } from '../suites/scale.ts';
 import type { LargestResult } from '../suites/largest.ts';
 import type { DtypesResult } from '../suites/dtypes.ts';
+import { floorNote } from './batching-floor.ts';
 import { renderDtypes } from './dtypes-report.ts';
 import { renderLargest } from './largest-report.ts';
 import { CONFIG_LABELS, RUNTIME_LABELS, SAMPLE_REFERENCE_131072, type StepsResult } from '../suites/steps.ts';
@@ -819,6 +820,7 @@ function loadReading(l: LoadResult): string {
       `- Goal of issue 13 (16 streams, batched, against 1 stream unbatched: ≥ 4× the tokens/s, p99 inter-token ≤ 2×): ${met ? 'met' : 'not met'}: ${fmt(burst.tokensPerSecond.median)} against ${fmt(solo.tokensPerSecond.median)} tokens/s (${x(speedup)}), p99 inter-token ${ms(burst.interTokenMs.p99)} against ${ms(solo.interTokenMs.p99)} (${x(latency)}), ${fmt(burst.meanDecodeBatch ?? NaN)} decode steps per run. Starvation: ${burst.ok} of ${burst.requests} streams completed, ${fmt(burst.tokensPerStream)} tokens each (median), and the longest wait of any stream between two of its tokens was ${ms(Math.max(...burst.batches.flatMap((b) => b.streams.map((s) => s.gapMaxMs))))}.`,
     );
   }
+  if (l.floor && solo) out.push(floorNote(l.floor, solo.interTokenMs.p50));
   const errors = l.cells.filter((c) => c.errors > 0);
   if (errors.length) {
     out.push(

@@ -14,6 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { createParser } from 'eventsource-parser';
+import { type BatchingFloor, measureBatchingFloor } from '../lib/batching-floor.ts';
 import { requestJson, type Failure } from '../lib/client.ts';
 import { DEFAULT_SETTINGS } from '../../src/serving/serving-core.ts';
 import type { Context } from '../lib/context.ts';
@@ -131,6 +132,8 @@ export interface LoadResult {
   stoppedEarly: string | null;
   warmups: number;
   cells: LoadCell[];
+  /** The arithmetic floor of 16 batched streams, measured before the workers start. */
+  floor?: BatchingFloor;
   memory: Record<AdmissionId, { rssAfter: number; hwm: number }>;
   failures: Failure[];
 }
@@ -145,6 +148,12 @@ export async function runLoad(ctx: Context): Promise<LoadResult> {
   const demo = await ctx.demoBundle();
   const script = ctx.edgeScript();
   const prompts = await promptSet(ctx);
+  ctx.log('load: the floor of batching (one matrix product with every weight, onnxruntime-web WASM in Node)');
+  const floor = await measureBatchingFloor(demo.dir, demo.manifest, {
+    promptTokens: PROMPT_TOKENS,
+    tokens: maxTokens,
+    rounds: quick ? 1 : 3,
+  });
   const seed = await seedR2(script, [{ dir: demo.dir, model: 'flex', version: demo.manifest.version }]);
   const settings: AdmissionSetting[] = [
     { id: 'off', label: 'off, unbatched', overrides: { ...ADMISSION_OFF, ...UNBATCHED } },
@@ -236,6 +245,7 @@ export async function runLoad(ctx: Context): Promise<LoadResult> {
       stoppedEarly,
       warmups,
       cells,
+      floor,
       memory,
       failures,
     };
