@@ -150,6 +150,13 @@ const CONTROLS: Control[] = [
     'g.mul(x, x)',
     'tests/optimized-graph.test.ts',
   ),
+  one(
+    'batcher: a step written one column late',
+    'src/engine/step-batcher.ts',
+    'writeColumn(batch.past[GRAPH_IO.pastValue(l)], out[GRAPH_IO.newValue(l)].data as Float32Array, B * KV, C, column, hd);',
+    'writeColumn(batch.past[GRAPH_IO.pastValue(l)], out[GRAPH_IO.newValue(l)].data as Float32Array, B * KV, C, Math.min(column + 1, C - 1), hd);',
+    'tests/batching.test.ts',
+  ),
 ];
 
 const only = process.argv[2];
