@@ -183,7 +183,10 @@ function batchRunner(core: ServingCore, bundle: LoadedBundle, ids: number[]) {
     // Only what the view reads: the graph's cache outputs (present and the step's own keys and
     // values, every layer's for every row set) would be copied out of the heap for nothing.
     const wanted = [GRAPH_IO.logits, GRAPH_IO.memoryNorms, GRAPH_IO.residualNorms, GRAPH_IO.gateMeans];
-    const out = await bundle.session.run(feeds, wanted.filter((name) => bundle.session.outputNames.includes(name)));
+    const out = await bundle.session.run(
+      feeds,
+      wanted.filter((name) => bundle.session.outputNames.includes(name)),
+    );
     const norms = out[GRAPH_IO.memoryNorms];
     if (!norms)
       throw new InputError(`version ${bundle.version}'s compute graph has no inspector outputs (built by an older flexmem); rebuild it`);
