@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the benchmarks of issue 6, written to docs/BENCHMARKS.md and docs/benchmarks.svg.
  *
- *   npx tsx bench/run.ts                      every suite (about 10 minutes; bundles are cached in bench/.work)
+ *   npx tsx bench/run.ts                      every suite (about 33 minutes here, 22 of them the largest models; bundles are cached in bench/.work)
  *   npx tsx bench/run.ts --quick              fewer rounds and tokens (about 2-3 minutes)
  *   npx tsx bench/run.ts --only latency,ttft  chosen suites; the report keeps the others' last results
  *   npx tsx bench/run.ts --rounds 3           override every suite's rounds

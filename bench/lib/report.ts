@@ -820,7 +820,8 @@ function loadReading(l: LoadResult): string {
       `- Goal of issue 13 (16 streams, batched, against 1 stream unbatched: ≥ 4× the tokens/s, p99 inter-token ≤ 2×): ${met ? 'met' : 'not met'}: ${fmt(burst.tokensPerSecond.median)} against ${fmt(solo.tokensPerSecond.median)} tokens/s (${x(speedup)}), p99 inter-token ${ms(burst.interTokenMs.p99)} against ${ms(solo.interTokenMs.p99)} (${x(latency)}), ${fmt(burst.meanDecodeBatch ?? NaN)} decode steps per run. Starvation: ${burst.ok} of ${burst.requests} streams completed, ${fmt(burst.tokensPerStream)} tokens each (median), and the longest wait of any stream between two of its tokens was ${ms(Math.max(...burst.batches.flatMap((b) => b.streams.map((s) => s.gapMaxMs))))}.`,
     );
   }
-  if (l.floor && solo) out.push(floorNote(l.floor, solo.interTokenMs.p50));
+  if (l.floor && solo)
+    out.push(floorNote(l.floor, { tokensPerSecond: solo.tokensPerSecond.median, interTokenP50Ms: solo.interTokenMs.p50 }));
   const errors = l.cells.filter((c) => c.errors > 0);
   if (errors.length) {
     out.push(

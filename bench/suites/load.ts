@@ -14,6 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { createParser } from 'eventsource-parser';
+import { readServedGraph } from '../../cli/local-bundle.ts';
 import { type BatchingFloor, measureBatchingFloor } from '../lib/batching-floor.ts';
 import { requestJson, type Failure } from '../lib/client.ts';
 import { DEFAULT_SETTINGS } from '../../src/serving/serving-core.ts';
@@ -149,7 +150,7 @@ export async function runLoad(ctx: Context): Promise<LoadResult> {
   const script = ctx.edgeScript();
   const prompts = await promptSet(ctx);
   ctx.log('load: the floor of batching (one matrix product with every weight, onnxruntime-web WASM in Node)');
-  const floor = await measureBatchingFloor(demo.dir, demo.manifest, {
+  const floor = await measureBatchingFloor(readServedGraph(demo.dir, demo.manifest).graph, demo.manifest.config.hidden_size, {
     promptTokens: PROMPT_TOKENS,
     tokens: maxTokens,
     rounds: quick ? 1 : 3,
