@@ -28,7 +28,7 @@ import { generate, type GenerationRequest } from '../../src/engine/generation.ts
 import { LogitAdjuster } from '../../src/engine/logit-adjustments.ts';
 import { sampleToken } from '../../src/engine/sampler.ts';
 import { TextStreamer } from '../../src/engine/text-streamer.ts';
-import { GRAPH_IO } from '../../src/model/graph-io.ts';
+import { GRAPH_IO, layerKvNames } from '../../src/model/graph-io.ts';
 import { sessionOptionsFor } from '../../src/serving/session-options.ts';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { Random } from '../../src/util/random.ts';
@@ -62,7 +62,7 @@ const { num_hidden_layers: L, num_key_value_heads: KV, head_dim: hd, vocab_size:
 const graph = readServedGraph(demo.dir, demo.manifest);
 const session = (await ortWeb.InferenceSession.create(graph.graph, sessionOptionsFor(graph))) as unknown as InferenceSession;
 const rowValues = demo.manifest.tables!.layout.rowValues;
-const names = Array.from({ length: L }, (_, l) => [GRAPH_IO.pastKey(l), GRAPH_IO.pastValue(l)]).flat();
+const names = layerKvNames(L, GRAPH_IO.pastKey, GRAPH_IO.pastValue);
 const kvBytesPerPosition = names.length * KV * hd * 4;
 console.log(
   `demo model: ${L} layers, ${KV} KV heads x ${hd}, vocab ${V}; KV cache ${kvBytesPerPosition} bytes per position per sequence; ${REPS} reps`,

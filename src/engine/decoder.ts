@@ -7,7 +7,7 @@ import type { InferenceSession, Tensor, TensorConstructor } from 'onnxruntime-co
 import type { RowSource } from '../bundle/row-source.ts';
 import { InputError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { GRAPH_IO } from '../model/graph-io.ts';
+import { GRAPH_IO, layerKvNames } from '../model/graph-io.ts';
 import { unpaddedMask } from './attention-mask.ts';
 import { logitsFromFeed } from './logits-from.ts';
 import type { Seat, StepBatcher } from './step-batcher.ts';
@@ -71,8 +71,7 @@ export class Decoder {
     this.maxRunTokens = parts.maxRunTokens || Number.POSITIVE_INFINITY;
     this.clock = parts.clock ?? (() => performance.now());
     this.takesRows = this.session.inputNames.includes(GRAPH_IO.memoryRows);
-    const L = this.config.num_hidden_layers;
-    this.fetches = [GRAPH_IO.logits, ...Array.from({ length: L }, (_, l) => [GRAPH_IO.presentKey(l), GRAPH_IO.presentValue(l)]).flat()];
+    this.fetches = [GRAPH_IO.logits, ...layerKvNames(this.config.num_hidden_layers, GRAPH_IO.presentKey, GRAPH_IO.presentValue)];
     if (this.takesRows && !this.rows) throw new Error('this compute graph takes memory rows, but no row source was given');
   }
 

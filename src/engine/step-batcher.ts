@@ -29,7 +29,7 @@
  */
 import type { Tensor, TensorConstructor } from 'onnxruntime-common';
 import type { ModelConfig } from '../model/config.ts';
-import { GRAPH_IO } from '../model/graph-io.ts';
+import { GRAPH_IO, layerKvNames } from '../model/graph-io.ts';
 import { logitsFromFeed } from './logits-from.ts';
 import type { DecoderState, StepSession } from './decoder.ts';
 import { takesAttentionMask } from './attention-mask.ts';
@@ -146,8 +146,7 @@ export class StepBatcher {
     this.now = parts.now ?? Date.now;
     if (!canBatch(parts.session)) throw new Error('a step batcher needs a graph that takes attention_mask and gives new_key_values');
     this.takesRows = parts.session.inputNames.includes(GRAPH_IO.memoryRows);
-    const L = parts.config.num_hidden_layers;
-    this.fetches = [GRAPH_IO.logits, ...Array.from({ length: L }, (_, l) => [GRAPH_IO.newKey(l), GRAPH_IO.newValue(l)]).flat()];
+    this.fetches = [GRAPH_IO.logits, ...layerKvNames(parts.config.num_hidden_layers, GRAPH_IO.newKey, GRAPH_IO.newValue)];
   }
 
   /** One decode step of `state` (one token, its memory row); resolves to its logits [V]. */
@@ -444,7 +443,7 @@ export class StepBatcher {
     const B = members.length;
     const real = new BigInt64Array(B * C);
     const past: Record<string, Float32Array> = {};
-    const names = Array.from({ length: config.num_hidden_layers }, (_, l) => [GRAPH_IO.pastKey(l), GRAPH_IO.pastValue(l)]).flat();
+    const names = layerKvNames(config.num_hidden_layers, GRAPH_IO.pastKey, GRAPH_IO.pastValue);
     for (const name of names) {
       const data = new Float32Array(B * KV * C * hd);
       for (const [b, m] of members.entries()) {

@@ -34,3 +34,8 @@ export const GRAPH_IO = {
   residualNorms: 'inspect.residual_norms',
   gateMeans: 'inspect.gate_means',
 } as const;
+
+/** Every layer's key and value names of one kind (`GRAPH_IO.pastKey`/`pastValue`, `presentKey`/…), in layer order, key first. */
+export function layerKvNames(layers: number, key: (l: number) => string, value: (l: number) => string): string[] {
+  return Array.from({ length: layers }, (_, l) => [key(l), value(l)]).flat();
+}
